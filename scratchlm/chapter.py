@@ -1,0 +1,67 @@
+"""Plumbing shared by the chapter scripts in `chapters/`: their flags and their results JSON.
+
+Every chapter takes the same flags:
+
+    --quick       a smoke run that takes seconds (tests and CI use it)
+    --out DIR     where figures and JSON go; default `figures/` for a full run and
+                  `figures/quick/` for a quick one, so a smoke run never overwrites the
+                  committed figures
+    --seed N      the random seed (default 0); same seed -> same numbers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from scratchlm.rng import manual_seed
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIGURES_DIR = REPO_ROOT / "figures"
+
+
+@dataclass(frozen=True)
+class ChapterRun:
+    quick: bool
+    out: Path
+    seed: int
+
+
+def parse_args(description: str | None, argv: list[str] | None = None) -> ChapterRun:
+    """Parse the common chapter flags, seed the library, and create the output folder."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run that takes seconds")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for figures and JSON (default: figures/, or figures/quick/ with --quick)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    out = args.out or (FIGURES_DIR / "quick" if args.quick else FIGURES_DIR)
+    out.mkdir(parents=True, exist_ok=True)
+    manual_seed(args.seed)
+    return ChapterRun(quick=args.quick, out=out, seed=args.seed)
+
+
+def write_json(path: Path, obj) -> Path:
+    """Write `obj` as indented JSON atomically: a temp file in the same folder, then rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, ensure_ascii=False, sort_keys=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def write_results(run: ChapterRun, name: str, results: dict) -> Path:
+    """Save the numbers behind a chapter's figures as `<out>/<name>.json` (e.g. ch03_results)."""
+    results = {"quick": run.quick, "seed": run.seed, **results}
+    return write_json(run.out / f"{name}.json", results)

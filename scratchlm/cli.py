@@ -1,0 +1,96 @@
+"""The `scratchlm` command.
+
+    scratchlm figures [--quick] [--chapter N ...]   run the chapter scripts, writing figures/
+    scratchlm data list                             the registered data sets and where they are
+    scratchlm data path NAME [FILE]                 the local path of a data file (downloads it)
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from scratchlm.chapter import REPO_ROOT
+
+CHAPTERS_DIR = REPO_ROOT / "chapters"
+
+
+def chapter_scripts() -> dict[int, Path]:
+    """{chapter number: script} for every `chapters/chNN_*.py`."""
+    if not CHAPTERS_DIR.is_dir():
+        raise SystemExit(f"error: no chapters/ folder at {CHAPTERS_DIR}; the chapter scripts live in "
+                         "the source tree, so install it editable: python -m pip install -e .")
+    return {int(p.name[2:4]): p for p in sorted(CHAPTERS_DIR.glob("ch[0-9][0-9]_*.py"))}
+
+
+def cmd_figures(args) -> int:
+    scripts = chapter_scripts()
+    wanted = args.chapter or sorted(scripts)
+    unknown = [n for n in wanted if n not in scripts]
+    if unknown:
+        raise SystemExit(f"error: no chapter {unknown[0]}; chapters: {sorted(scripts)}")
+    failed = []
+    for n in wanted:
+        cmd = [sys.executable, str(scripts[n])] + (["--quick"] if args.quick else [])
+        if args.out:
+            cmd += ["--out", str(args.out)]
+        print(f"== chapter {n}: {scripts[n].name}{' --quick' if args.quick else ''}", flush=True)
+        t0 = time.perf_counter()
+        rc = subprocess.call(cmd)
+        print(f"== chapter {n}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in "
+              f"{time.perf_counter() - t0:.1f} s", flush=True)
+        if rc != 0:
+            failed.append(n)
+    if failed:
+        print(f"failed chapters: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_data(args) -> int:
+    from scratchlm import data
+
+    if args.action == "list":
+        for name, ds in data.DATASETS.items():
+            print(f"{name:18s} {ds.description}")
+            for filename in ds.files:
+                where = data.find(name, filename)
+                print(f"    {filename:28s} {where if where else '(not downloaded)'}")
+        return 0
+    if args.name is None:
+        raise SystemExit("error: `scratchlm data path` needs a data set name; see `scratchlm data list`")
+    files = [args.file] if args.file else list(data.get(args.name).files)
+    for filename in files:
+        print(data.path(args.name, filename))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scratchlm", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("figures", help="reproduce the book's figures by running the chapters")
+    p.add_argument("--quick", action="store_true", help="smoke run (seconds per chapter), into figures/quick/")
+    p.add_argument("--chapter", type=int, action="append", metavar="N", help="only chapter N (repeatable)")
+    p.add_argument("--out", type=Path, default=None, help="write figures here instead")
+    p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("data", help="the data set registry")
+    p.add_argument("action", choices=["list", "path"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("file", nargs="?")
+    p.set_defaults(func=cmd_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
