@@ -1,0 +1,28 @@
+"""Tokenizers: text -> ids -> text (Chapter 5; used from Chapter 1 on).
+
+    CharTokenizer   one id per character (char-level models, names)
+    WordVocab       one id per whitespace-separated word, with <unk> <s> </s> (PTB, n-grams, NPLM)
+    ByteBPE         byte-level byte-pair encoding, trained in Numba (Transformers)
+
+All share the interface in base.py: encode(str) -> int64 ids, decode(ids) -> str, vocab_size,
+save(path) / load(path) as JSON. `load(path)` reads any of them.
+"""
+
+from scratchlm.tokenizers.base import Tokenizer, read_tokenizer_json
+from scratchlm.tokenizers.bpe import PATTERN, ByteBPE, train_bpe_numba, train_bpe_python
+from scratchlm.tokenizers.char import CharTokenizer
+from scratchlm.tokenizers.word import BOS, EOS, UNK, WordVocab
+
+_CLASSES = {cls.__name__: cls for cls in (CharTokenizer, WordVocab, ByteBPE)}
+
+
+def load(path) -> Tokenizer:
+    """The tokenizer saved in `path`, whichever kind it is."""
+    kind = read_tokenizer_json(path)["type"]
+    if kind not in _CLASSES:
+        raise ValueError(f"{path}: unknown tokenizer type {kind!r} (known: {', '.join(_CLASSES)})")
+    return _CLASSES[kind].load(path)
+
+
+__all__ = ["Tokenizer", "CharTokenizer", "WordVocab", "ByteBPE", "PATTERN", "train_bpe_python",
+           "train_bpe_numba", "load", "UNK", "BOS", "EOS"]

@@ -1,0 +1,63 @@
+"""Characters as tokens (Chapters 1, 5, 6): the vocabulary is the set of characters in a text.
+
+Ids are assigned in code-point order. A character outside the vocabulary is an error by default;
+with `unk=True` id 0 is reserved for it and decodes as U+FFFD, the Unicode replacement character.
+Encoding and decoding go through UTF-32 code points, so neither loops over the text in Python.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scratchlm.tokenizers.base import Tokenizer, check_ids
+
+UNK_CHAR = "\ufffd"
+
+
+def code_points(text: str) -> np.ndarray:
+    """The Unicode code points of `text` as a uint32 array."""
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+class CharTokenizer(Tokenizer):
+    def __init__(self, chars, unk: bool = False):
+        chars = list(chars)
+        if any(len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
+            raise ValueError("chars must be distinct single characters")
+        self.chars = chars
+        self.unk = unk
+        self.vocab_size = len(chars) + unk
+        points = code_points("".join(chars))
+        self._order = np.argsort(points, kind="stable")           # sorted position -> char index
+        self._sorted_points = points[self._order]
+        self._points = np.concatenate([code_points(UNK_CHAR)[:unk], points])  # id -> code point
+
+    @classmethod
+    def fit(cls, text: str, unk: bool = False) -> "CharTokenizer":
+        """The tokenizer whose vocabulary is the distinct characters of `text`."""
+        return cls(sorted(set(text)), unk=unk)
+
+    def encode(self, text: str) -> np.ndarray:
+        cp = code_points(text)
+        pos = np.searchsorted(self._sorted_points, cp).clip(max=max(len(self.chars) - 1, 0))
+        known = self._sorted_points[pos] == cp if len(self.chars) else np.zeros(len(cp), bool)
+        ids = self._order[pos].astype(np.int64) + self.unk
+        if known.all():
+            return ids
+        if not self.unk:
+            i = int(np.argmin(known))
+            raise ValueError(f"character {text[i]!r} (U+{ord(text[i]):04X}) at position {i} is not among "
+                             f"the {len(self.chars)} characters of this tokenizer; fit it on this text "
+                             "or use unk=True")
+        ids[~known] = 0
+        return ids
+
+    def decode(self, ids) -> str:
+        return self._points[check_ids(ids, self.vocab_size)].tobytes().decode("utf-32-le")
+
+    def to_dict(self) -> dict:
+        return {"chars": "".join(self.chars), "unk": self.unk}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CharTokenizer":
+        return cls(d["chars"], unk=bool(d["unk"]))
