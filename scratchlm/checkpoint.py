@@ -53,7 +53,10 @@ def save_checkpoint(path, model, optimizer=None, config=None, step: int = 0, ext
         osd = optimizer.state_dict()
         arrays.update({f"optim/{key}": value for key, value in osd["state"].items()})
         meta["optimizer"] = {"type": type(optimizer).__name__, "param_groups": osd["param_groups"]}
-    arrays["meta"] = np.array(json.dumps(meta))
+    try:
+        arrays["meta"] = np.array(json.dumps(meta))
+    except TypeError as e:
+        raise TypeError(f"save_checkpoint: `extra` must hold only JSON values: {e}") from None
 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

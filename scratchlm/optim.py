@@ -17,7 +17,8 @@ grad is None are skipped. Groups are torch-style dicts, each with its own hyperp
     AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=6e-4)
 
 A training loop sets `group["lr"]` each step, e.g. from `cosine_lr`. Updates are in place on the
-parameter arrays through one reusable scratch buffer, so a step allocates nothing.
+parameter arrays through one reusable scratch buffer, so a step allocates nothing (except Adam's
+coupled L2 decay, and a C-ordered copy of a gradient that arrives in another memory order).
 """
 
 from __future__ import annotations

@@ -93,6 +93,9 @@ def test_model_only_checkpoint(tmp_path):
     np.testing.assert_array_equal(other[2].weight.data, model[2].weight.data)
     with pytest.raises(ValueError, match="m.npz: checkpoint holds no optimiser state"):
         load_checkpoint(tmp_path / "m.npz", other, opt)
+    with pytest.raises(TypeError, match="`extra` must hold only JSON values"):
+        save_checkpoint(tmp_path / "bad.npz", model, extra={"loss": np.float32(1.0)})
+    assert not (tmp_path / "bad.npz").exists()
 
 
 def test_a_failed_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
