@@ -36,9 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
-import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -207,11 +205,16 @@ def _verify(p: Path, remote: RemoteFile, delete: bool) -> None:
 
 
 def _download(remote: RemoteFile, dest: Path) -> Path:
-    """Fetch `remote.url` into `dest` (temp file, then rename); any file:// or http(s):// URL works."""
+    """Fetch `remote.url` into `dest`, hashing as it streams; only a file with the right sha256 is kept.
+
+    Any URL urllib opens works (https://, http://, file://). The bytes go to a temp file beside
+    `dest`, which is renamed to `dest` once the hash matches and deleted otherwise.
+    """
     from tqdm import tqdm
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
+    h = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out:
             try:
@@ -219,17 +222,23 @@ def _download(remote: RemoteFile, dest: Path) -> Path:
                         tqdm(total=remote.size, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
                     while block := response.read(1 << 16):
                         out.write(block)
+                        h.update(block)
                         bar.update(len(block))
-            except (urllib.error.URLError, OSError) as e:
+            except OSError as e:  # urllib.error.URLError, timeouts and connection errors are OSErrors
                 raise DataUnavailableError(
                     f"no local copy of {dest.parent.name}/{dest.name} and downloading {remote.url} failed "
                     f"({e}); put the file at $SCRATCHLM_DATA_DIR/{dest.parent.name}/{dest.name} "
                     f"(SCRATCHLM_DATA_DIR is {os.environ.get('SCRATCHLM_DATA_DIR', 'unset')})") from e
-        _verify(Path(tmp), remote, delete=True)
+        if h.hexdigest() != remote.sha256:
+            raise ChecksumError(f"checksum mismatch for {dest.parent.name}/{dest.name} downloaded from "
+                                f"{remote.url}: expected sha256 {remote.sha256}, got {h.hexdigest()} "
+                                "(the download was discarded)")
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    stat = dest.stat()
+    _verified[dest] = (stat.st_size, stat.st_mtime_ns)
     return dest
 
 

@@ -20,7 +20,8 @@ Before we proceed any further, hear me speak.
 All: Speak, speak.  You are all resolved rather to die than to famish?
 It's 1608 -- they'll say we're starving; I'd say so too. snake_case_name, naïve café, Ⅻ ½ ٣٤
 """
-CHINESE = "关关雎鸠，在河之洲。窈窕淑女，君子好逑。\n参差荇菜，左右流之。窈窕淑女，寤寐求之。\n子曰：“学而时习之，不亦说乎？”\n"
+CHINESE = ("关关雎鸠，在河之洲。窈窕淑女，君子好逑。\n参差荇菜，左右流之。窈窕淑女，寤寐求之。\n"
+           "子曰：“学而时习之，不亦说乎？”\n")
 MIXED = ENGLISH + CHINESE + "emoji 🙂🙂 and tabs\t\tand\r\nCRLF 😀 ελληνικά кириллица"
 
 fast = settings(max_examples=60, deadline=None)
