@@ -1,32 +1,408 @@
 """Numba kernels for the autograd engine's hot loops, each beside a plain-NumPy twin. Chapter 3.
 
-Every kernel `name` has a twin `name_ref` with the same signature and the same result, written
-with whole-array NumPy operations so that it reads like the math; tests/test_kernels.py checks
-each pair on random inputs. The kernels exist only for speed: they fuse several passes over
-memory into one loop per row and run rows in parallel (`prange`), where NumPy would allocate a
-temporary for every intermediate.
+Every kernel `name` has a twin `name_ref` with the same signature and the same result, written with
+whole-array NumPy operations so that it reads like the math; tests/test_kernels.py checks each pair
+on random inputs. The kernels exist only for speed: they make one trip over each row where NumPy
+would allocate a temporary array per intermediate, and they run rows in parallel (`prange`).
 
-    scatter_add_rows    out[idx[i]] += src[i]   gradient of gathering rows (embedding, x[ids])
+Conventions: 2-D kernels take C-contiguous (rows, features) arrays (functional.py reshapes to that),
+and every kernel writes its results into output arrays passed as its last arguments, like NumPy's
+`out=`. The caller allocates them with NumPy, which asks Linux for huge pages for big arrays; the
+same allocation inside a kernel page-faults 4 KiB at a time and made the cross-entropy backward
+several times slower.
+
+    scatter_add_rows            out[idx[i]] += src[i]           gradient of a gather (embedding, x[ids])
+    softmax_forward/backward    p = e^(x - lse);  dx = p (g - <g, p>)
+    log_softmax_forward/backward y = x - lse;  dx = g - e^y sum(g)
+    cross_entropy_forward       loss_i = m_i - x[i, t_i] + log sum_j e^(x_ij - m_i), m_i = max_j x_ij
+    cross_entropy_backward      dx_i = (softmax(x_i) - onehot(t_i)) * scale_i
+    layer_norm_forward/backward y = (x - mu) / sigma * w + b over the last axis
+    gelu_forward/backward       x Phi(x), or its tanh approximation x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))
+
+Stability: every exponential is of x - max(x) <= 0, so nothing overflows however large the logits
+(the log-sum-exp trick). Sums over a row are accumulated in float64 when the row is short (layer norm);
+the long softmax rows sum float32 in many interleaved partial sums, which is accurate to ~1e-6.
+
+Speed: NumPy's own exp is vectorised, Numba's (the C library's) is not, so float32 kernels call
+`exp32`, a vectorisable exp (range reduction plus a polynomial, accurate to ~2 ulp); float64 kernels,
+used for gradient checks, call math.exp.
 """
 
+import math
+
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
+
+# The row reductions below may reorder their sums (`reassoc`), which lets LLVM vectorise them; the
+# kernels themselves keep IEEE order, so that (x - m) - log_sum is never regrouped as
+# x - (m + log_sum), which rounds. No flag assumes away inf or nan: masked logits are -inf.
+FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
-# ---- scatter-add: the gradient of a gather ---------------------------------------------------
-# A gather out = W[idx] is the product onehot(idx) @ W, so its gradient is onehot(idx)^T @ g:
-# row r of dW is the sum of the g rows whose index is r. Indices repeat (the same token twice
-# in a batch), which is why a plain `dW[idx] += g` would be wrong: it keeps only one of them.
+# ---- a vectorisable exp ------------------------------------------------------------------------
+# e^x = 2^n e^r with n = round(x / ln 2) and |r| <= ln(2) / 2. e^r is a short polynomial (its
+# coefficients are the Taylor ones, 1/k!, which are accurate to float32 precision on that small
+# interval); 2^n is built directly as the bits of a float32: exponent field n + 127, mantissa 0.
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """Reinterpret an int32's bits as a float32 (no conversion)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
 
 @njit(cache=True)
-def scatter_add_rows(out, idx, src):
-    """out[idx[i], :] += src[i, :] for every i, in place. out (N, D), idx (M,) int64, src (M, D)."""
+def exp32(x):
+    """e^x for a float32 x, in plain arithmetic that LLVM can vectorise.
+
+    Like exp for -inf (0), nan and large x (inf; from 88 on, a little below float32's true limit 88.72).
+    """
+    f = np.float32
+    c = min(max(x, f(-87.0)), f(88.0))                # where 2^n is a normal float32
+    n = np.floor(c * f(1.4426950408889634) + f(0.5))  # round(c / ln 2)
+    r = (c - n * f(0.693359375)) + n * f(2.12194440e-4)  # c - n ln 2, ln 2 split for exactness
+    # Horner form of 1 + r + r^2/2! + ... + r^7/7!; the next term, r^8/8!, is below 6e-9.
+    p = f(1 / 5040) * r + f(1 / 720)
+    p = p * r + f(1 / 120)
+    p = p * r + f(1 / 24)
+    p = p * r + f(1 / 6)
+    p = p * r + f(1 / 2)
+    p = p * r + f(1.0)
+    p = p * r + f(1.0)
+    y = p * _float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+    if x < f(-87.0):
+        y = f(0.0)                                     # true value is below float32's normal range
+    if x > f(88.0):
+        y = f(np.inf)
+    return y if x == x else x                          # nan stays nan
+
+
+def _exp(x):
+    """e^x inside kernels: exp32 for float32, math.exp otherwise (resolved when Numba compiles)."""
+    return math.exp(x)
+
+
+@overload(_exp)
+def _exp_typed(x):
+    if x == types.float32:
+        return lambda x: exp32(x)
+    return lambda x: math.exp(x)
+
+
+@njit(cache=True, fastmath=FAST)
+def _row_max(row):
+    m = row[0]
+    for j in range(1, row.shape[0]):
+        if row[j] > m:
+            m = row[j]
+    return m
+
+
+@njit(cache=True, fastmath=FAST)
+def _row_sum_exp(row, m):
+    """sum_j e^(row_j - m), accumulated in the row's dtype."""
+    s = row.dtype.type(0.0)
+    for j in range(row.shape[0]):
+        s += _exp(row[j] - m)
+    return s
+
+
+@njit(cache=True, fastmath=FAST)
+def _row_exp_into(row, m, out):
+    """out_j = e^(row_j - m); returns sum_j out_j."""
+    s = row.dtype.type(0.0)
+    for j in range(row.shape[0]):
+        out[j] = _exp(row[j] - m)
+        s += out[j]
+    return s
+
+
+@njit(cache=True, fastmath=FAST)
+def _row_dot(a, b):
+    s = a.dtype.type(0.0)
+    for j in range(a.shape[0]):
+        s += a[j] * b[j]
+    return s
+
+
+@njit(cache=True, fastmath=FAST)
+def _row_sum(a):
+    s = a.dtype.type(0.0)
+    for j in range(a.shape[0]):
+        s += a[j]
+    return s
+
+
+def _shifted_ref(x):
+    """(x - m, log sum e^(x - m)) per row, m the row max: the two parts of x - logsumexp(x)."""
+    z = x - x.max(axis=1, keepdims=True)
+    return z, np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+# ---- scatter-add: the gradient of a gather -----------------------------------------------------
+# A gather y = W[idx] is the product onehot(idx) @ W, so its gradient is onehot(idx)^T @ g:
+# row r of dW is the sum of the g rows whose index is r. Indices repeat (the same token twice in a
+# batch), which is why a plain `dW[idx] += g` would be wrong: it keeps only one of them.
+
+@njit(cache=True)
+def scatter_add_rows(idx, src, out):
+    """out[idx[i], :] += src[i, :] for every i. idx (M,) int64, src (M, D), out (N, D)."""
     for i in range(idx.shape[0]):       # sequential in i: two threads may not add to one row
         r = idx[i]
         for j in range(out.shape[1]):
             out[r, j] += src[i, j]
 
 
-def scatter_add_rows_ref(out, idx, src):
+def scatter_add_rows_ref(idx, src, out):
     onehot = (idx[:, None] == np.arange(out.shape[0])).astype(out.dtype)  # (M, N)
     out += onehot.T @ src
+
+
+# ---- softmax and log-softmax over rows ---------------------------------------------------------
+# softmax: p = e^(x - lse). Its Jacobian is diag(p) - p p^T, so the vector-Jacobian product is
+# dx = p * (g - <g, p>). log-softmax: y = x - lse, Jacobian I - 1 p^T, so dx = g - p * sum(g).
+
+@njit(cache=True, parallel=True)
+def softmax_forward(x, out):
+    """out (N, V) = softmax of each row of x (N, V)."""
+    for i in prange(x.shape[0]):
+        xi, pi = x[i], out[i]
+        inv = x.dtype.type(1.0) / _row_exp_into(xi, _row_max(xi), pi)
+        for j in range(xi.shape[0]):
+            pi[j] *= inv
+
+
+def softmax_forward_ref(x, out):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    out[...] = e / e.sum(axis=1, keepdims=True)
+
+
+@njit(cache=True, parallel=True)
+def softmax_backward(p, g, out):
+    """out (N, V) = dx from the softmax output p and the output gradient g."""
+    for i in prange(p.shape[0]):
+        pi, gi, di = p[i], g[i], out[i]
+        gp = _row_dot(gi, pi)
+        for j in range(pi.shape[0]):
+            di[j] = pi[j] * (gi[j] - gp)
+
+
+def softmax_backward_ref(p, g, out):
+    out[...] = p * (g - (g * p).sum(axis=1, keepdims=True))
+
+
+@njit(cache=True, parallel=True)
+def log_softmax_forward(x, out):
+    """out (N, V) = x - logsumexp of each row."""
+    for i in prange(x.shape[0]):
+        xi, yi = x[i], out[i]
+        m = _row_max(xi)
+        log_sum = np.log(_row_sum_exp(xi, m))
+        for j in range(xi.shape[0]):
+            yi[j] = (xi[j] - m) - log_sum
+
+
+def log_softmax_forward_ref(x, out):
+    z, log_sum = _shifted_ref(x)
+    out[...] = z - log_sum
+
+
+@njit(cache=True, parallel=True)
+def log_softmax_backward(y, g, out):
+    """out (N, V) = dx from the log-softmax output y and the output gradient g."""
+    for i in prange(y.shape[0]):
+        yi, gi, di = y[i], g[i], out[i]
+        gs = _row_sum(gi)
+        for j in range(yi.shape[0]):
+            di[j] = gi[j] - _exp(yi[j]) * gs
+
+
+def log_softmax_backward_ref(y, g, out):
+    out[...] = g - np.exp(y) * g.sum(axis=1, keepdims=True)
+
+
+# ---- fused cross-entropy -----------------------------------------------------------------------
+# loss_i = -log softmax(x_i)[t_i] = (m_i - x[i, t_i]) + log_sum_i, with m_i the row max and
+# log_sum_i = log sum_j e^(x_ij - m_i). The forward keeps m and log_sum (2N numbers) apart: their
+# sum, logsumexp, would round in float32 when logits are large (1e4 has a spacing of 1e-3) and take
+# softmax's digits with it. The backward rebuilds softmax in the pass that writes the gradient,
+# dx_i = (softmax(x_i) - onehot(t_i)) * scale_i, with scale_i = dL/dloss_i (1/n for a mean).
+# Rows whose target is ignore_index have loss 0 and gradient 0.
+
+@njit(cache=True, parallel=True)
+def cross_entropy_forward(logits, targets, ignore_index, loss, row_max, log_sum):
+    """loss, row_max and log_sum (N,) for logits (N, V) and int64 targets (N,)."""
+    for i in prange(logits.shape[0]):
+        xi = logits[i]
+        m = _row_max(xi)
+        row_max[i] = m
+        log_sum[i] = np.log(_row_sum_exp(xi, m))
+        loss[i] = 0 if targets[i] == ignore_index else (m - xi[targets[i]]) + log_sum[i]
+
+
+def cross_entropy_forward_ref(logits, targets, ignore_index, loss, row_max, log_sum):
+    z, ls = _shifted_ref(logits)
+    row_max[...], log_sum[...] = logits.max(axis=1), ls[:, 0]
+    kept = targets != ignore_index
+    picked = z[np.arange(len(targets)), np.where(kept, targets, 0)]
+    loss[...] = np.where(kept, log_sum - picked, 0)
+
+
+@njit(cache=True, parallel=True)
+def cross_entropy_backward(logits, targets, row_max, log_sum, scale, ignore_index, out):
+    """out (N, V) = dlogits = (softmax - onehot) * scale[:, None], zero on ignored rows."""
+    for i in prange(logits.shape[0]):
+        xi, di = logits[i], out[i]
+        if targets[i] == ignore_index:
+            di[:] = 0
+            continue
+        m, ls, s = row_max[i], log_sum[i], scale[i]
+        for j in range(xi.shape[0]):
+            di[j] = _exp((xi[j] - m) - ls) * s
+        di[targets[i]] -= s
+
+
+def cross_entropy_backward_ref(logits, targets, row_max, log_sum, scale, ignore_index, out):
+    kept = targets != ignore_index
+    onehot = np.arange(logits.shape[1]) == targets[:, None]
+    softmax = np.exp((logits - row_max[:, None]) - log_sum[:, None])
+    out[...] = np.where(kept[:, None], (softmax - onehot) * scale[:, None], 0)
+
+
+# ---- layer normalisation over the last axis ----------------------------------------------------
+# Per row: mu = mean(x), var = mean((x - mu)^2), rstd = 1/sqrt(var + eps), xhat = (x - mu) rstd,
+# y = xhat * w + b. Backward, with dxhat = g * w:
+#     dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),
+#     dw = sum over rows of g * xhat,  db = sum over rows of g.
+# Rows are short (the model width), so their sums are accumulated in float64. dw and db sum over
+# all rows, so threads would collide on them; one sequential pass computes them instead.
+
+@njit(cache=True, parallel=True)
+def layer_norm_forward(x, weight, bias, eps, out, mean, rstd):
+    """out (N, C), mean (N,), rstd (N,) for x (N, C), weight (C,), bias (C,)."""
+    N, C = x.shape
+    for i in prange(N):
+        mu = 0.0
+        for j in range(C):
+            mu += x[i, j]
+        mu /= C
+        var = 0.0
+        for j in range(C):
+            d = x[i, j] - mu
+            var += d * d
+        r = 1.0 / math.sqrt(var / C + eps)
+        mean[i], rstd[i] = mu, r
+        for j in range(C):
+            out[i, j] = (x[i, j] - mu) * r * weight[j] + bias[j]
+
+
+def layer_norm_forward_ref(x, weight, bias, eps, out, mean, rstd):
+    mu = x.mean(axis=1, dtype=np.float64)
+    r = 1 / np.sqrt(x.var(axis=1, dtype=np.float64) + eps)
+    mean[...], rstd[...] = mu, r
+    out[...] = (x - mu[:, None]) * r[:, None] * weight + bias
+
+
+@njit(cache=True, parallel=True)
+def layer_norm_backward(x, weight, mean, rstd, g, dx, dweight, dbias):
+    """dx (N, C), dweight (C,), dbias (C,) from the forward's saved mean and rstd."""
+    N, C = x.shape
+    for i in prange(N):
+        mu, r = mean[i], rstd[i]
+        a = 0.0                                      # mean(dxhat)
+        b = 0.0                                      # mean(dxhat * xhat)
+        for j in range(C):
+            dxhat = g[i, j] * weight[j]
+            a += dxhat
+            b += dxhat * (x[i, j] - mu) * r
+        a /= C
+        b /= C
+        for j in range(C):
+            dx[i, j] = r * (g[i, j] * weight[j] - a - (x[i, j] - mu) * r * b)
+    _layer_norm_param_grads(x, mean, rstd, g, dweight, dbias)
+
+
+@njit(cache=True)
+def _layer_norm_param_grads(x, mean, rstd, g, dweight, dbias):
+    """dweight = sum_i g_i * xhat_i, dbias = sum_i g_i: one sequential pass, vectorised along C."""
+    dw = np.zeros(x.shape[1])
+    db = np.zeros(x.shape[1])
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            dw[j] += g[i, j] * (x[i, j] - mean[i]) * rstd[i]
+            db[j] += g[i, j]
+    dweight[:] = dw
+    dbias[:] = db
+
+
+def layer_norm_backward_ref(x, weight, mean, rstd, g, dx, dweight, dbias):
+    xhat = (x - mean[:, None]) * rstd[:, None]
+    dxhat = g * weight
+    dx[...] = rstd[:, None] * (dxhat - dxhat.mean(axis=1, keepdims=True)
+                               - xhat * (dxhat * xhat).mean(axis=1, keepdims=True))
+    dweight[...] = (g * xhat).sum(axis=0)
+    dbias[...] = g.sum(axis=0)
+
+
+# ---- GELU --------------------------------------------------------------------------------------
+# Exact:  y = x Phi(x),  Phi(x) = (1 + erf(x / sqrt 2)) / 2,   dy/dx = Phi(x) + x phi(x),
+#         phi(x) = e^(-x^2/2) / sqrt(2 pi).
+# Tanh:   y = x (1 + tanh(u)) / 2 with u = sqrt(2/pi) (x + 0.044715 x^3). Since (1 + tanh u)/2 =
+#         sigmoid(2u), y = x s with s = 1 / (1 + e^(-2u)) -- one exp, and no cancellation for
+#         x << 0; dy/dx = s + x s (1 - s) 2 du/dx,  du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+GELU_CUBIC = 0.044715
+
+
+@njit(cache=True, parallel=True)
+def gelu_forward(x, tanh, out):
+    """out = gelu(x) elementwise over 1-D arrays; tanh=True for the tanh approximation."""
+    f = x.dtype.type                                 # constants in x's dtype: float32 stays float32
+    k, c, one = f(SQRT_2_OVER_PI), f(GELU_CUBIC), f(1.0)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        if tanh:
+            out[i] = v / (one + _exp(f(-2.0) * k * (v + c * v * v * v)))
+        else:
+            out[i] = 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0)))
+
+
+@njit(cache=True, parallel=True)
+def gelu_backward(x, g, tanh, out):
+    """out = g * gelu'(x) elementwise over 1-D arrays."""
+    f = x.dtype.type
+    k, c, one, two = f(SQRT_2_OVER_PI), f(GELU_CUBIC), f(1.0), f(2.0)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        if tanh:
+            s = one / (one + _exp(-two * k * (v + c * v * v * v)))
+            du = k * (one + f(3.0) * c * v * v)
+            out[i] = g[i] * (s + v * s * (one - s) * two * du)
+        else:
+            cdf = 0.5 * (1.0 + math.erf(v / math.sqrt(2.0)))
+            pdf = math.exp(-0.5 * v * v) / math.sqrt(2 * math.pi)
+            out[i] = g[i] * (cdf + v * pdf)
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])   # NumPy has no erf; exact, slow, fine for a twin
+
+
+def _gelu_tanh_gate_ref(x):
+    """sigmoid(2u) = (1 + tanh u) / 2, with exp overflow (x << 0) giving the right limit 0."""
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-2 * SQRT_2_OVER_PI * (x + GELU_CUBIC * x ** 3)))
+
+
+def gelu_forward_ref(x, tanh, out):
+    out[...] = x * _gelu_tanh_gate_ref(x) if tanh else 0.5 * x * (1 + _erf(x / np.sqrt(2)))
+
+
+def gelu_backward_ref(x, g, tanh, out):
+    if tanh:
+        s = _gelu_tanh_gate_ref(x)
+        out[...] = g * (s + x * s * (1 - s) * 2 * SQRT_2_OVER_PI * (1 + 3 * GELU_CUBIC * x ** 2))
+    else:
+        out[...] = g * (0.5 * (1 + _erf(x / np.sqrt(2))) + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi))

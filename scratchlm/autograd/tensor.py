@@ -151,18 +151,21 @@ class Tensor:
             return Tensor(np.asarray(other, dtype=np.result_type(self.data.dtype, other)))
         return Tensor(other)
 
-    def _accumulate(self, g: np.ndarray):
+    def _accumulate(self, g: np.ndarray, fresh: bool = False):
         """self.grad += g, after summing g back to self's shape.
 
-        A gradient first stored on an intermediate node may be an array other nodes also hold (an
-        add hands the same g to both inputs), so later contributions there are added out of place.
-        A leaf gets its own copy, so that in-place updates (+=, clipping) never touch another array.
+        A gradient may be an array that others also hold (an add hands the same g to both inputs;
+        reshape hands on a view), so on an intermediate node later contributions are added out of
+        place, and a leaf stores its own copy, so that in-place updates of leaf gradients (+=,
+        clipping) never touch another array. An op whose g is a new array nobody else holds says
+        fresh=True, which saves that copy (it matters for big gradients: weights, logits).
         """
-        g = unbroadcast(g, self.data.shape)
+        if g.shape != self.data.shape:
+            g, fresh = unbroadcast(g, self.data.shape), True
         if g.dtype != self.data.dtype:
-            g = g.astype(self.data.dtype)
+            g, fresh = g.astype(self.data.dtype), True
         if self.grad is None:
-            self.grad = np.array(g) if self._backward is None else g
+            self.grad = np.array(g) if self._backward is None and not fresh else g
         elif self._backward is None:
             self.grad += g
         else:
@@ -299,13 +302,14 @@ class Tensor:
             G = g[..., None] if b.ndim == 1 else g
             G = np.expand_dims(G, -2) if a.ndim == 1 else G
             if a.requires_grad:                # dL/dA = G B^T, summed over broadcast batch dims
-                a._accumulate(unbroadcast(_matmul(G, B.swapaxes(-1, -2)), A.shape).reshape(a.shape))
+                a._accumulate(unbroadcast(_matmul(G, B.swapaxes(-1, -2)), A.shape).reshape(a.shape),
+                              fresh=True)
             if b.requires_grad:                # dL/dB = A^T G
                 if B.ndim == 2:                # shared weight: one GEMM over all batch rows
                     gB = A.reshape(-1, A.shape[-1]).T @ G.reshape(-1, G.shape[-1])
                 else:
                     gB = unbroadcast(_matmul(A.swapaxes(-1, -2), G), B.shape)
-                b._accumulate(gB.reshape(b.shape))
+                b._accumulate(gB.reshape(b.shape), fresh=True)
         return Tensor._make(out, (a, b), backward, "@")
 
     def __rmatmul__(self, other):
@@ -361,12 +365,12 @@ class Tensor:
                 grad[idx] = g
             elif isinstance(idx, (np.ndarray, list)) and np.asarray(idx).dtype != bool:
                 rows = np.asarray(idx, dtype=np.int64).ravel() % a.shape[0]  # x[ids]: rows repeat: add
-                kernels.scatter_add_rows(grad.reshape(a.shape[0], -1), rows,
-                                         np.ascontiguousarray(g).reshape(rows.size, -1))
+                kernels.scatter_add_rows(rows, np.ascontiguousarray(g).reshape(rows.size, -1),
+                                         grad.reshape(a.shape[0], -1))
             else:                              # any other mix: scatter by flat position
                 pos = np.arange(a.size).reshape(a.shape)[idx].ravel()
-                kernels.scatter_add_rows(grad.reshape(-1, 1), pos, np.ascontiguousarray(g).reshape(-1, 1))
-            a._accumulate(grad)
+                kernels.scatter_add_rows(pos, np.ascontiguousarray(g).reshape(-1, 1), grad.reshape(-1, 1))
+            a._accumulate(grad, fresh=True)
         return Tensor._make(a.data[idx], (a,), backward, "getitem")
 
     # ---- elementwise functions -------------------------------------------------------------------

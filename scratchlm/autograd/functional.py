@@ -1,0 +1,253 @@
+"""Fused functions on Tensors: softmax, cross-entropy, layer norm, GELU, embedding, ... Chapter 3.
+
+Each could be written as a chain of Tensor ops, and the book does that first; here each is one
+node in the graph, with its forward and backward in a Numba kernel (kernels.py), because the
+chain would keep every intermediate array alive and walk memory once per op. Import as F:
+
+    import scratchlm.autograd.functional as F
+    loss = F.cross_entropy(logits, targets)        # logits (N, V), targets (N,) ints
+
+Functions accept Tensors or arrays (an array is a constant: no gradient flows to it).
+
+    softmax(x, axis)           p = e^(x - logsumexp(x))
+    log_softmax(x, axis)       x - logsumexp(x)
+    cross_entropy(z, t)        mean_i (logsumexp(z_i) - z[i, t_i]); gradient (softmax(z) - onehot(t)) / n
+    gelu(x, approximate)       x Phi(x), or with Phi's tanh approximation
+    layer_norm(x, w, b, eps)   (x - mean) / sqrt(var + eps) * w + b over the last axis
+    embedding(ids, W)          W[ids]; gradient scatter-added into the rows of W
+    dropout(x, p)              x * mask / (1 - p), mask ~ Bernoulli(1 - p) (inverted dropout)
+    where, masked_fill, concatenate, stack
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scratchlm.autograd import kernels
+from scratchlm.autograd.tensor import Tensor
+from scratchlm.rng import get_rng
+
+_NO_IGNORE = np.iinfo(np.int64).min    # an ignore_index no target can equal
+
+
+def _tensor(x) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def _floating(x: Tensor, name: str) -> Tensor:
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"{name} needs a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def _ints(ids, name: str) -> np.ndarray:
+    ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"{name} must be integers, got dtype {ids.dtype}")
+    return ids.astype(np.int64, copy=False)
+
+
+def _check_range(ids: np.ndarray, n: int, name: str, what: str, ignore: int = _NO_IGNORE):
+    """Every id in [0, n) (or equal to `ignore`), else an error naming the first bad one and where."""
+    bad = ((ids < 0) | (ids >= n)) & (ids != ignore)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise IndexError(f"{name}: {what} {ids[where]} at position {where} is outside [0, {n})")
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """A C-contiguous (rows, last axis) view or copy, as the kernels want it."""
+    return np.ascontiguousarray(a).reshape(-1, a.shape[-1])
+
+
+# ---- softmax family ----------------------------------------------------------------------------
+
+def _rowwise(x: Tensor, axis: int, forward, backward, op: str) -> Tensor:
+    """Apply a row kernel pair along `axis`: move it last, run the kernel on rows, move it back."""
+    _floating(x, op)
+    xs = np.moveaxis(x.data, axis, -1)                  # (..., V)
+    y = np.empty(xs.shape, x.dtype)
+    forward(_rows(xs), y.reshape(-1, xs.shape[-1]))
+
+    def grad_fn(g):
+        dx = np.empty(xs.shape, x.dtype)
+        backward(y.reshape(-1, xs.shape[-1]), _rows(np.moveaxis(g, axis, -1)), dx.reshape(-1, xs.shape[-1]))
+        x._accumulate(np.moveaxis(dx, -1, axis), fresh=True)
+    return Tensor._make(np.moveaxis(y, -1, axis), (x,), grad_fn, op)
+
+
+def softmax(x, axis: int = -1) -> Tensor:
+    """e^x / sum(e^x) along `axis`, computed as e^(x - logsumexp(x)) so it never overflows."""
+    return _rowwise(_tensor(x), axis, kernels.softmax_forward, kernels.softmax_backward, "softmax")
+
+
+def log_softmax(x, axis: int = -1) -> Tensor:
+    """x - logsumexp(x) along `axis` (the log of softmax, without computing softmax's tiny values)."""
+    return _rowwise(_tensor(x), axis, kernels.log_softmax_forward, kernels.log_softmax_backward,
+                    "log_softmax")
+
+
+def cross_entropy(logits, targets, ignore_index: int | None = None, reduction: str = "mean") -> Tensor:
+    """-log softmax(logits)[target] per row, in nats; reduced by "mean" (over non-ignored rows), "sum"
+    or "none" (one loss per row). logits (N, V) floats, targets (N,) ints in [0, V) or ignore_index.
+    """
+    logits = _floating(_tensor(logits), "cross_entropy")
+    if logits.ndim != 2:
+        raise ValueError(f"cross_entropy: logits must be (N, V), got shape {logits.shape}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    N, V = logits.shape
+    t = np.ascontiguousarray(_ints(targets, "cross_entropy targets"))
+    if t.shape != (N,):
+        raise ValueError(f"cross_entropy: targets must have shape ({N},) to match logits {logits.shape}, "
+                         f"got {t.shape}")
+    ignore = _NO_IGNORE if ignore_index is None else int(ignore_index)
+    _check_range(t, V, "cross_entropy", "target", ignore)
+
+    x = np.ascontiguousarray(logits.data)
+    loss, row_max, log_sum = np.empty(N, x.dtype), np.empty(N, x.dtype), np.empty(N, x.dtype)
+    kernels.cross_entropy_forward(x, t, ignore, loss, row_max, log_sum)
+    if reduction == "none":
+        out, weight = loss, 1.0
+    elif reduction == "sum":
+        out, weight = loss.sum(dtype=np.float64), 1.0
+    else:
+        n = N if ignore_index is None else int(np.count_nonzero(t != ignore))
+        out, weight = (loss.sum(dtype=np.float64) / n, 1.0 / n) if n else (np.nan, 0.0)
+
+    def backward(g):               # dL/dlogits_i = (softmax_i - onehot_i) * dL/dloss_i
+        scale = np.ascontiguousarray(np.broadcast_to(g * weight, (N,)), dtype=x.dtype)
+        dx = np.empty_like(x)
+        kernels.cross_entropy_backward(x, t, row_max, log_sum, scale, ignore, dx)
+        logits._accumulate(dx, fresh=True)
+    return Tensor._make(np.asarray(out, dtype=x.dtype), (logits,), backward, "cross_entropy")
+
+
+# ---- layers' functions -------------------------------------------------------------------------
+
+def gelu(x, approximate: str = "none") -> Tensor:
+    """Gaussian error linear unit x Phi(x); approximate="tanh" uses GPT-2's tanh formula for Phi."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    x = _floating(_tensor(x), "gelu")
+    tanh = approximate == "tanh"
+    flat = np.ascontiguousarray(x.data).reshape(-1)
+    y = np.empty_like(flat)
+    kernels.gelu_forward(flat, tanh, y)
+
+    def backward(g):
+        dx = np.empty_like(flat)
+        kernels.gelu_backward(flat, np.ascontiguousarray(g).reshape(-1), tanh, dx)
+        x._accumulate(dx.reshape(x.shape), fresh=True)
+    return Tensor._make(y.reshape(x.shape), (x,), backward, "gelu")
+
+
+def layer_norm(x, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
+    """Normalise the last axis to mean 0, variance 1, then scale by weight and shift by bias (C,)."""
+    x = _floating(_tensor(x), "layer_norm")
+    C = x.shape[-1]
+    params = {}
+    for name, p, default in (("weight", weight, np.ones), ("bias", bias, np.zeros)):
+        if p is None:
+            params[name] = (None, default(C, x.dtype))
+            continue
+        p = _tensor(p)
+        if p.shape != (C,):
+            raise ValueError(f"layer_norm: {name} must have shape ({C},) for input {x.shape}, got {p.shape}")
+        params[name] = (p, np.asarray(p.data, dtype=x.dtype))
+    (w, w_data), (b, b_data) = params["weight"], params["bias"]
+
+    x2 = _rows(x.data)
+    y = np.empty_like(x2)
+    mean, rstd = np.empty(len(x2), x.dtype), np.empty(len(x2), x.dtype)
+    kernels.layer_norm_forward(x2, w_data, b_data, eps, y, mean, rstd)
+
+    def backward(g):
+        dx, dw, db = np.empty_like(x2), np.empty(C, x.dtype), np.empty(C, x.dtype)
+        kernels.layer_norm_backward(x2, w_data, mean, rstd, _rows(g), dx, dw, db)
+        if x.requires_grad:
+            x._accumulate(dx.reshape(x.shape), fresh=True)
+        if w is not None and w.requires_grad:
+            w._accumulate(dw, fresh=True)
+        if b is not None and b.requires_grad:
+            b._accumulate(db, fresh=True)
+    parents = tuple(p for p in (x, w, b) if p is not None)
+    return Tensor._make(y.reshape(x.shape), parents, backward, "layer_norm")
+
+
+def embedding(ids, weight) -> Tensor:
+    """Rows of weight (V, C) picked by integer ids (...): output (..., C). Same order as torch."""
+    weight = _tensor(weight)
+    ids = _ints(ids, "embedding ids")
+    _check_range(ids, weight.shape[0], "embedding", "id")
+
+    def backward(g):               # row r of dW = sum of the g rows whose id is r (ids repeat)
+        dW = np.zeros_like(weight.data)
+        kernels.scatter_add_rows(np.ascontiguousarray(ids).reshape(-1), _rows(g), dW)
+        weight._accumulate(dW, fresh=True)
+    return Tensor._make(np.take(weight.data, ids, axis=0), (weight,), backward, "embedding")
+
+
+def dropout(x, p: float, training: bool = True, rng=None) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p), so the expected value is
+    unchanged and evaluation (training=False) is the identity. The mask comes from `rng`, else the
+    library's generator (scratchlm.rng)."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    x = _tensor(x)
+    if not training or p == 0:
+        return x
+    if p == 1:
+        return x * 0.0
+    u = get_rng(rng).random(x.shape, dtype=np.float32 if x.dtype == np.float32 else np.float64)
+    mask = (u >= p).astype(x.dtype) * x.dtype.type(1 / (1 - p))
+    return x * mask
+
+
+# ---- selecting and joining ---------------------------------------------------------------------
+
+def where(cond, a, b) -> Tensor:
+    """a where cond is true, else b (broadcasting); the gradient goes to whichever was picked."""
+    cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond, dtype=bool)
+    if isinstance(a, Tensor):
+        b = a._lift(b)
+    elif isinstance(b, Tensor):
+        a = b._lift(a)
+    else:
+        a = Tensor(a)
+        b = a._lift(b)
+
+    def backward(g):
+        if a.requires_grad:
+            a._accumulate(np.where(cond, g, 0))
+        if b.requires_grad:
+            b._accumulate(np.where(cond, 0, g))
+    return Tensor._make(np.where(cond, a.data, b.data), (a, b), backward, "where")
+
+
+def masked_fill(x, mask, value) -> Tensor:
+    """x with `value` wherever mask is true (e.g. -inf above the diagonal before a softmax)."""
+    return where(mask, value, _tensor(x))
+
+
+def concatenate(tensors, axis: int = 0) -> Tensor:
+    """Join along an existing axis; each input gets back its own slice of the gradient."""
+    ts = [_tensor(t) for t in tensors]
+    ends = np.cumsum([t.shape[axis] for t in ts])[:-1]
+
+    def backward(g):
+        for t, part in zip(ts, np.split(g, ends, axis=axis)):
+            if t.requires_grad:
+                t._accumulate(part)
+    return Tensor._make(np.concatenate([t.data for t in ts], axis=axis), tuple(ts), backward, "concatenate")
+
+
+def stack(tensors, axis: int = 0) -> Tensor:
+    """Join along a new axis; input i gets the gradient's slice i along that axis."""
+    ts = [_tensor(t) for t in tensors]
+
+    def backward(g):
+        for i, t in enumerate(ts):
+            if t.requires_grad:
+                t._accumulate(np.take(g, i, axis=axis))
+    return Tensor._make(np.stack([t.data for t in ts], axis=axis), tuple(ts), backward, "stack")

@@ -1,0 +1,171 @@
+"""Every Numba kernel in scratchlm.autograd.kernels against its plain-NumPy twin."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from scratchlm.autograd import kernels as K
+
+DTYPES = [np.float32, np.float64]
+SHAPES = [(1, 1), (7, 13), (33, 257)]
+IGNORE = -100
+
+
+def _softmax_ref(x):
+    out = np.empty_like(x)
+    K.softmax_forward_ref(x, out)
+    return out
+
+
+def _log_softmax_ref(x):
+    out = np.empty_like(x)
+    K.log_softmax_forward_ref(x, out)
+    return out
+
+
+def logits(rng, shape, dtype, kind):
+    """Rows of logits: ordinary, huge (+-1e4, where exp overflows without the max shift), or
+    partly masked with -inf (as causal attention does; never a whole row)."""
+    x = rng.normal(scale=5.0, size=shape)
+    if kind == "huge":
+        x = rng.choice([-1e4, 1e4], size=shape) + x
+    if kind == "masked":
+        x[rng.random(shape) < 0.3] = -np.inf
+        x[:, 0] = rng.normal(size=shape[0])
+    return x.astype(dtype)
+
+
+def targets(rng, n, v):
+    t = rng.integers(0, v, size=n)
+    t[rng.random(n) < 0.25] = IGNORE
+    return t
+
+
+# Each case: (kernel name, inputs(rng, shape, dtype, kind) -> (args, outputs)). Outputs start as
+# random numbers, so a kernel that forgets to write an element fails.
+def _out(rng, *shapes_and_dtypes):
+    return [rng.normal(size=s).astype(d) for s, d in shapes_and_dtypes]
+
+
+CASES = {
+    "softmax_forward": lambda rng, s, d, kind: ((logits(rng, s, d, kind),), _out(rng, (s, d))),
+    "softmax_backward": lambda rng, s, d, kind: (
+        (_softmax_ref(logits(rng, s, d, kind)), rng.normal(size=s).astype(d)), _out(rng, (s, d))),
+    "log_softmax_forward": lambda rng, s, d, kind: ((logits(rng, s, d, kind),), _out(rng, (s, d))),
+    "log_softmax_backward": lambda rng, s, d, kind: (
+        (_log_softmax_ref(logits(rng, s, d, kind)), rng.normal(size=s).astype(d)), _out(rng, (s, d))),
+    "cross_entropy_forward": lambda rng, s, d, kind: (
+        (logits(rng, s, d, kind), targets(rng, *s), IGNORE), _out(rng, (s[0], d), (s[0], d), (s[0], d))),
+    "cross_entropy_backward": lambda rng, s, d, kind: _ce_backward_inputs(rng, s, d, kind),
+    "layer_norm_forward": lambda rng, s, d, kind: (
+        (_ln_x(rng, s, d, kind), rng.normal(size=s[1]).astype(d), rng.normal(size=s[1]).astype(d), 1e-5),
+        _out(rng, (s, d), (s[0], d), (s[0], d))),
+    "layer_norm_backward": lambda rng, s, d, kind: _ln_backward_inputs(rng, s, d, kind),
+    "gelu_forward_exact": lambda rng, s, d, kind: ((_gelu_x(rng, s, d, kind), False), _out(rng, (s[0] * s[1], d))),
+    "gelu_forward_tanh": lambda rng, s, d, kind: ((_gelu_x(rng, s, d, kind), True), _out(rng, (s[0] * s[1], d))),
+    "gelu_backward_exact": lambda rng, s, d, kind: (
+        (_gelu_x(rng, s, d, kind), rng.normal(size=s[0] * s[1]).astype(d), False), _out(rng, (s[0] * s[1], d))),
+    "gelu_backward_tanh": lambda rng, s, d, kind: (
+        (_gelu_x(rng, s, d, kind), rng.normal(size=s[0] * s[1]).astype(d), True), _out(rng, (s[0] * s[1], d))),
+}
+
+
+def _ce_backward_inputs(rng, s, d, kind):
+    x, t = logits(rng, s, d, kind), targets(rng, *s)
+    loss, row_max, log_sum = np.empty(s[0], d), np.empty(s[0], d), np.empty(s[0], d)
+    K.cross_entropy_forward_ref(x, t, IGNORE, loss, row_max, log_sum)
+    scale = rng.uniform(0.1, 2.0, size=s[0]).astype(d)
+    return (x, t, row_max, log_sum, scale, IGNORE), _out(rng, (s, d))
+
+
+def _ln_x(rng, s, d, kind):
+    scale = 1e3 if kind == "huge" else 3.0            # large values with a large common offset
+    return (rng.normal(scale=scale, size=s) + 10 * scale).astype(d)
+
+
+def _ln_backward_inputs(rng, s, d, kind):
+    x, w = _ln_x(rng, s, d, kind), rng.normal(size=s[1]).astype(d)
+    y, mean, rstd = np.empty(s, d), np.empty(s[0], d), np.empty(s[0], d)
+    K.layer_norm_forward_ref(x, w, np.zeros(s[1], d), 1e-5, y, mean, rstd)
+    return (x, w, mean, rstd, rng.normal(size=s).astype(d)), _out(rng, (s, d), (s[1], d), (s[1], d))
+
+
+def _gelu_x(rng, s, d, kind):
+    x = rng.normal(scale=3.0, size=s[0] * s[1])
+    if kind == "huge":
+        x[::3] = rng.choice([-1e3, -30.0, 30.0, 1e3], size=x[::3].shape)
+    return x.astype(d)
+
+
+def _kernel_pair(name):
+    base = name.replace("_exact", "").replace("_tanh", "")
+    return getattr(K, base), getattr(K, base + "_ref")
+
+
+def _kinds(name):
+    """-inf entries (masking) only make sense for the softmax family."""
+    return ["normal", "huge", "masked"] if name.startswith(("softmax", "log_softmax", "cross")) else ["normal", "huge"]
+
+
+@pytest.mark.parametrize("name, kind", [(n, k) for n in CASES for k in _kinds(n)])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_kernel_matches_numpy_twin(name, kind, dtype, shape):
+    rng = np.random.default_rng(abs(hash((name, shape, kind))) % 2**32)
+    args, outs = CASES[name](rng, shape, dtype, kind)
+    kernel, twin = _kernel_pair(name)
+    got, want = [o.copy() for o in outs], [o.copy() for o in outs]
+    kernel(*args, *got)
+    twin(*args, *want)
+    rtol = 2e-5 if dtype == np.float32 else 1e-10
+    for g, w in zip(got, want):
+        assert g.dtype == dtype
+        finite = np.isfinite(w)
+        np.testing.assert_array_equal(np.isfinite(g), finite)
+        np.testing.assert_array_equal(g[~finite], w[~finite])   # same infinities in the same places
+        scale = np.abs(w[finite]).max(initial=1e-30)             # cancellation: compare on w's scale
+        np.testing.assert_allclose(g[finite], w[finite], rtol=rtol, atol=rtol * scale)
+
+
+def test_cross_entropy_kernel_extreme_logits_and_ignored_rows():
+    x = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [5.0, 5.0, 5.0]], np.float32)
+    t = np.array([0, 2, IGNORE])
+    loss, row_max, log_sum = np.empty(3, np.float32), np.empty(3, np.float32), np.empty(3, np.float32)
+    K.cross_entropy_forward(x, t, IGNORE, loss, row_max, log_sum)
+    np.testing.assert_allclose(loss, [0.0, np.log(3), 0.0], atol=1e-6)
+    dx = np.empty_like(x)
+    K.cross_entropy_backward(x, t, row_max, log_sum, np.ones(3, np.float32), IGNORE, dx)
+    np.testing.assert_allclose(dx, [[0, 0, 0], [1 / 3, 1 / 3, -2 / 3], [0, 0, 0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_scatter_add_rows_adds_repeated_indices(dtype):
+    rng = np.random.default_rng(0)
+    idx = np.array([0, 3, 3, 1, 3, 0, 6], np.int64)
+    src = rng.normal(size=(7, 5)).astype(dtype)
+    start = rng.normal(size=(7, 5)).astype(dtype)
+    got, want = start.copy(), start.copy()
+    K.scatter_add_rows(idx, src, got)
+    K.scatter_add_rows_ref(idx, src, want)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(got[3], start[3] + src[1] + src[2] + src[4], rtol=1e-6)
+    np.testing.assert_array_equal(got[[2, 4, 5]], start[[2, 4, 5]])
+
+
+@njit(cache=True)
+def _exp32_array(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = K.exp32(x[i])
+    return out
+
+
+def test_exp32_accuracy_and_special_values():
+    x = np.linspace(-87, 88, 200_001).astype(np.float32)
+    want = np.exp(x.astype(np.float64))
+    rel = np.abs(_exp32_array(x) - want) / want
+    assert rel.max() < 2 * np.finfo(np.float32).eps            # within 2 ulp
+    special = np.array([-np.inf, -1e4, -88.0, 0.0, 89.0, np.inf, np.nan], np.float32)
+    got = _exp32_array(special)
+    np.testing.assert_array_equal(got[:3], [0, 0, 0])
+    assert got[3] == 1 and np.isinf(got[4]) and np.isinf(got[5]) and np.isnan(got[6])
