@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from scratchlm.fileio import atomic_write
 from scratchlm.rng import manual_seed
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,18 +46,11 @@ def parse_args(description: str | None, argv: list[str] | None = None) -> Chapte
 
 
 def write_json(path: Path, obj) -> Path:
-    """Write `obj` as indented JSON atomically: a temp file in the same folder, then rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    """Write `obj` as indented UTF-8 JSON, atomically (see scratchlm.fileio)."""
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    return Path(path)
 
 
 def write_results(run: ChapterRun, name: str, results: dict) -> Path:

@@ -22,11 +22,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from scratchlm.fileio import atomic_write
 
 FORMAT = 1
 
@@ -58,17 +59,8 @@ def save_checkpoint(path, model, optimizer=None, config=None, step: int = 0, ext
     except TypeError as e:
         raise TypeError(f"save_checkpoint: `extra` must hold only JSON values: {e}") from None
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:  # a file object, so numpy does not append ".npz" to the name
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as f:  # a file object, so numpy does not append ".npz" to the name
+        np.savez(f, **arrays)
     return path
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from typing import Iterator
 
 import numpy as np
 
+from scratchlm.fileio import atomic_write
 from scratchlm.rng import get_rng
 
 SPLIT_SEED = 1234  # seeds the permutation behind the names and chinese-classics splits
@@ -213,30 +213,24 @@ def _download(remote: RemoteFile, dest: Path) -> Path:
     from tqdm import tqdm
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     h = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(remote.url, timeout=60) as response, \
-                        tqdm(total=remote.size, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
-                    while block := response.read(1 << 16):
-                        out.write(block)
-                        h.update(block)
-                        bar.update(len(block))
-            except OSError as e:  # urllib.error.URLError, timeouts and connection errors are OSErrors
-                raise DataUnavailableError(
-                    f"no local copy of {dest.parent.name}/{dest.name} and downloading {remote.url} failed "
-                    f"({e}); put the file at $SCRATCHLM_DATA_DIR/{dest.parent.name}/{dest.name} "
-                    f"(SCRATCHLM_DATA_DIR is {os.environ.get('SCRATCHLM_DATA_DIR', 'unset')})") from e
+    with atomic_write(dest, "wb") as out:  # an error below discards the partial file
+        try:
+            with urllib.request.urlopen(remote.url, timeout=60) as response, \
+                    tqdm(total=remote.size, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
+                while block := response.read(1 << 16):
+                    out.write(block)
+                    h.update(block)
+                    bar.update(len(block))
+        except OSError as e:  # urllib.error.URLError, timeouts and connection errors are OSErrors
+            raise DataUnavailableError(
+                f"no local copy of {dest.parent.name}/{dest.name} and downloading {remote.url} failed "
+                f"({e}); put the file at $SCRATCHLM_DATA_DIR/{dest.parent.name}/{dest.name} "
+                f"(SCRATCHLM_DATA_DIR is {os.environ.get('SCRATCHLM_DATA_DIR', 'unset')})") from e
         if h.hexdigest() != remote.sha256:
             raise ChecksumError(f"checksum mismatch for {dest.parent.name}/{dest.name} downloaded from "
                                 f"{remote.url}: expected sha256 {remote.sha256}, got {h.hexdigest()} "
                                 "(the download was discarded)")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     stat = dest.stat()
     _verified[dest] = (stat.st_size, stat.st_mtime_ns)
     return dest

@@ -10,14 +10,14 @@ same numbers give the same file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # figures are files; no screen is needed or assumed
 import matplotlib.pyplot as plt  # noqa: E402
+
+from scratchlm.fileio import atomic_write  # noqa: E402
 
 # A colour-blind-safe cycle (Okabe & Ito), in the order chapters use for their series.
 COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -46,18 +46,13 @@ def figure(nrows: int = 1, ncols: int = 1, width: float = 6.0, height: float = 4
 
 
 def save(fig, out: Path, name: str) -> Path:
-    """Save `fig` as `<out>/<name>.png` (temp file, then rename) and close it."""
+    """Save `fig` as `<out>/<name>.png`, atomically (see scratchlm.fileio), and close it."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.png"
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=name + ".", suffix=".png.tmp")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, format="png", metadata={"Software": None})
     finally:
         plt.close(fig)
     return path
