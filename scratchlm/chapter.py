@@ -12,11 +12,10 @@ Every chapter takes the same flags:
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from scratchlm.fileio import atomic_write
+from scratchlm.fileio import write_json
 from scratchlm.rng import manual_seed
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -43,14 +42,6 @@ def parse_args(description: str | None, argv: list[str] | None = None) -> Chapte
     out.mkdir(parents=True, exist_ok=True)
     manual_seed(args.seed)
     return ChapterRun(quick=args.quick, out=out, seed=args.seed)
-
-
-def write_json(path: Path, obj) -> Path:
-    """Write `obj` as indented UTF-8 JSON, atomically (see scratchlm.fileio)."""
-    with atomic_write(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    return Path(path)
 
 
 def write_results(run: ChapterRun, name: str, results: dict) -> Path:

@@ -10,6 +10,7 @@ the temporary file is deleted and whatever was at `path` before is untouched.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -31,3 +32,11 @@ def atomic_write(path, mode: str = "wb", encoding: str | None = None):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path, obj) -> Path:
+    """Write `obj` as indented UTF-8 JSON, atomically."""
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    return Path(path)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchlm.chapter import write_json
+from scratchlm.fileio import write_json
 
 
 class Tokenizer:
