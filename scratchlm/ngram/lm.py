@@ -1,0 +1,235 @@
+"""An n-gram language model: score, perplexity, generate (Chapters 1-2).
+
+    lm = ngram.fit(sentences, order=3, smoothing="kneser_ney")   # sentences: lists of tokens
+    lm.prob("cat", ["<s>", "the"])          # p(cat | <s> the); a context without <s> is mid-sentence
+    lm.logprob("cat", ["the"])              # natural log
+    lm.logprob_ids(ids)                     # vectorised: log p of every token of an id stream
+    lm.perplexity(test_sentences)           # exp(-mean log p), one </s> per sentence, <s> not scored
+    lm.generate(rng)                        # one sampled sentence, as a list of tokens
+
+Every model but add-k is stored in *back-off form*, the form of an ARPA file: each n-gram g of the
+model has a log-probability, each n-gram that can be a context has a log back-off weight, and
+
+    p(w | h) = P(h w)                     if h w is an n-gram of the model
+             = bo(h) * p(w | h')          otherwise, h' = h without its first word
+
+where bo(h) of a context h the model lacks is 1 (ARPA), alpha (stupid back-off) or 0 (maximum
+likelihood: no estimate). Interpolated models fit this form because their unseen-word probability
+is gamma(h) p(w | h'), so their bo is gamma. Scoring walks the trie once per token in Numba
+(kernels.lookup, kernels.backoff_logprobs).
+
+Conventions (lmplz's): a sentence is `<s> w1 .. wm </s>`; `<s>` is only ever a context (probability
+0, not scored); one `</s>` is scored per sentence; unknown words are `<unk>`, which is always in the
+vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from scratchlm.ngram import kernels
+from scratchlm.ngram.counts import NgramCounts, Sentences, encode
+from scratchlm.ngram.trie import Trie
+from scratchlm.rng import get_rng
+from scratchlm.tokenizers.word import BOS, WordVocab
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How well a model predicts a text. Perplexity = exp(-logprob / tokens)."""
+
+    logprob: float          # total natural log-probability of the scored tokens
+    tokens: int             # scored tokens: the words and one </s> per sentence
+    oovs: int               # scored tokens that are <unk>
+    logprob_oov: float      # their share of `logprob`
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(-self.logprob / self.tokens)
+
+    @property
+    def perplexity_excl_oov(self) -> float:
+        """Perplexity over the in-vocabulary tokens only (KenLM's "excluding OOVs")."""
+        return math.exp(-(self.logprob - self.logprob_oov) / (self.tokens - self.oovs))
+
+    @property
+    def bits_per_token(self) -> float:
+        return -self.logprob / self.tokens / math.log(2)
+
+
+class NgramLM:
+    """A back-off n-gram model over a trie of n-grams (see the module docstring).
+
+    context[k-1], word[k-1]: the order-k n-grams in lexicographic order (context = index of the
+    first k-1 words in order k-1; unigrams are the whole vocabulary, indexed by word id);
+    logprob[k-1]: natural log P of each; logbo[k-1] (k < N): natural log back-off weight of each
+    (kept as .logp_table and .logbo_table).
+    """
+
+    def __init__(self, vocab: WordVocab, context: list[np.ndarray], word: list[np.ndarray],
+                 logprob: list[np.ndarray], logbo: list[np.ndarray], unseen_context_logbo: float = 0.0,
+                 smoothing: str = "", info: dict | None = None):
+        if len(word[0]) != len(vocab) or len(logbo) != len(word) - 1 or len(logprob) != len(word):
+            raise ValueError("a model needs one table per order, unigrams covering the vocabulary")
+        self.vocab = vocab
+        self.context, self.word = context, word
+        self.logp_table, self.logbo_table = logprob, logbo
+        self.unseen_context_logbo = float(unseen_context_logbo)
+        self.smoothing = smoothing
+        self.info = dict(info or {})  # what the estimator chose: discounts, lambdas, ...
+        self.trie = Trie(context, word, vocab.bos_id)
+        # the kernels want one array over all n-grams (global indices, see trie.py)
+        self._logprob = np.concatenate(logprob).astype(np.float64)
+        self._logbo = np.concatenate([*logbo, np.zeros(len(word[-1]))]).astype(np.float64)
+
+    @property
+    def order(self) -> int:
+        return len(self.word)
+
+    def sizes(self) -> list[int]:
+        """Number of n-grams of each order."""
+        return [len(w) for w in self.word]
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    def encode(self, sentences: Sentences) -> np.ndarray:
+        """Sentences (lists of tokens) as one id stream `<s> w1 .. wm </s> ...` (see counts.encode)."""
+        return encode(self.vocab, sentences)
+
+    def _scores(self, idx: np.ndarray, avail: np.ndarray) -> np.ndarray:
+        return kernels.backoff_logprobs(idx, avail, self._logprob, self._logbo, self.unseen_context_logbo)
+
+    def logprob_ids(self, ids: np.ndarray) -> np.ndarray:
+        """Natural log-probability of every token of an id stream given the tokens before it (back to
+        the last `<s>`; the stream's first token has no history). 0 at every `<s>` (not scored)."""
+        return self._scores(*self.trie.lookup(ids))
+
+    def logprob(self, word: str, context: Sequence[str] = ()) -> float:
+        """ln p(word | context). A context that does not start with <s> is a mid-sentence one; only
+        its last order-1 tokens matter. p(<s>) is 0: <s> is never predicted."""
+        if word == BOS:
+            return -math.inf
+        return float(self.logprob_ids(self.vocab.ids([*context, word]))[-1])
+
+    def prob(self, word: str, context: Sequence[str] = ()) -> float:
+        return math.exp(self.logprob(word, context))
+
+    def _context_ngrams(self, context: Sequence[str]) -> tuple[np.ndarray, int]:
+        """Global indices of the context's j-grams ending at its last token (j = 1..), and how many
+        context lengths the history allows (0 .. order-1)."""
+        ids = np.append(self.vocab.ids(context), self.vocab.unk_id)
+        idx, avail = self.trie.lookup(ids)
+        return (idx[-2] if len(ids) > 1 else idx[-1]), int(avail[-1]) - 1
+
+    def next_logprobs(self, context: Sequence[str] = ()) -> np.ndarray:
+        """ln p(w | context) for every word id w at once: (V,), -inf for <s>."""
+        ctx, n_ctx = self._context_ngrams(context)
+        lp = self.logp_table[0].copy()
+        for j in range(1, n_ctx + 1):  # p(. | last j words) from p(. | last j-1 words)
+            g = ctx[j - 1]
+            if g < 0:
+                lp += self.unseen_context_logbo
+                continue
+            lp += self._logbo[g]
+            kids = self.trie.children(g)
+            lp[self.trie.word[kids]] = self._logprob[kids]
+        lp[self.vocab.bos_id] = -math.inf
+        return lp
+
+    def evaluate(self, sentences: Sentences) -> Evaluation:
+        """Total log-probability of `sentences`, token and OOV counts (perplexity and friends)."""
+        ids = self.encode(sentences)
+        lp = self.logprob_ids(ids)
+        scored = ids != self.vocab.bos_id
+        oov = scored & (ids == self.vocab.unk_id)
+        return Evaluation(float(lp[scored].sum()), int(scored.sum()), int(oov.sum()), float(lp[oov].sum()))
+
+    def perplexity(self, sentences: Sentences) -> float:
+        """exp of the mean negative log-probability per token (words + one </s> per sentence)."""
+        return self.evaluate(sentences).perplexity
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    def generate(self, rng: np.random.Generator | None = None, max_tokens: int = 100,
+                 context: Sequence[str] = ()) -> list[str]:
+        """Sample one sentence word by word from p(w | <s> context ...) until </s> (not returned)
+        or `max_tokens` words. Scores that are not a distribution (stupid back-off) are normalised."""
+        rng = get_rng(rng)
+        history = [BOS, *context]
+        out: list[str] = []
+        for _ in range(max_tokens):
+            lp = self.next_logprobs(history[-(self.order - 1):] if self.order > 1 else [])
+            p = np.exp(lp - lp.max())
+            w = int(rng.choice(len(p), p=p / p.sum()))
+            if w == self.vocab.eos_id:
+                break
+            out.append(self.vocab.words[w])
+            history.append(self.vocab.words[w])
+        return out
+
+    # -- files -------------------------------------------------------------------------------
+
+    def write_arpa(self, path) -> None:
+        """Write the model as an ARPA file (log10 values); see arpa.py."""
+        from scratchlm.ngram.arpa import write_arpa
+        write_arpa(self, path)
+
+
+class AdditiveLM(NgramLM):
+    """Add-k smoothing (Laplace for k = 1) on the highest order the history allows:
+
+        p(w | h) = (c(h w) + k) / (c(h .) + k |V|),   |V| counting every word but <s>
+
+    A context never seen gives the uniform 1/|V|. Not a back-off model: no ARPA form.
+    """
+
+    def __init__(self, counts: NgramCounts, k: float):
+        if not k > 0:
+            raise ValueError(f"add_k needs k > 0, got {k}")
+        N, V = counts.order, len(counts.vocab)
+        self.k = float(k)
+        self._count = np.concatenate(counts.count).astype(np.float64)
+        self._count[counts.vocab.bos_id] = 0.0
+        totals = [counts.context_sum(self._count[:V], 1)]  # the empty context
+        totals += [counts.context_sum(c.astype(np.float64), order) for order, c in enumerate(counts.count[1:], 2)]
+        self._empty_total = float(totals[0][0])
+        self._total = np.concatenate([*totals[1:], np.zeros(len(counts.count[-1]))])
+        n_pred = V - 1
+        logprob = [np.log(self._count[:V] + k) - np.log(self._empty_total + k * n_pred)]
+        logprob[0][counts.vocab.bos_id] = -math.inf
+        unused = [np.zeros(len(c)) for c in counts.count]  # scores come from the counts instead
+        super().__init__(counts.vocab, counts.context, counts.word, logprob + unused[1:], unused[:-1],
+                         0.0, "add_k", {"k": self.k})
+
+    def _scores(self, idx: np.ndarray, avail: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(avail))
+        rows = np.nonzero(avail > 0)[0]
+        top = avail[rows]                                   # the order used at each scored token
+        g = idx[rows, top - 1]                              # that n-gram, or -1 if unseen
+        c = np.where(g >= 0, self._count[np.maximum(g, 0)], 0.0)
+        ctx = np.where(top > 1, idx[np.maximum(rows - 1, 0), np.maximum(top - 2, 0)], -1)
+        total = np.where(top > 1, np.where(ctx >= 0, self._total[np.maximum(ctx, 0)], 0.0), self._empty_total)
+        n_pred = len(self.vocab) - 1
+        out[rows] = np.log(c + self.k) - np.log(total + self.k * n_pred)
+        return out
+
+    def next_logprobs(self, context: Sequence[str] = ()) -> np.ndarray:
+        ctx, n_ctx = self._context_ngrams(context)
+        n_pred = len(self.vocab) - 1
+        if n_ctx == 0:
+            return self.logp_table[0].copy()
+        g = ctx[n_ctx - 1]
+        total = self._total[g] if g >= 0 else 0.0
+        lp = np.full(len(self.vocab), math.log(self.k) - math.log(total + self.k * n_pred))
+        if g >= 0:
+            kids = self.trie.children(g)
+            lp[self.trie.word[kids]] = np.log(self._count[kids] + self.k) - math.log(total + self.k * n_pred)
+        lp[self.vocab.bos_id] = -math.inf
+        return lp
+
+    def write_arpa(self, path) -> None:
+        raise TypeError("add_k is not a back-off model, so it has no ARPA form")

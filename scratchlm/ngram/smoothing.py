@@ -1,0 +1,362 @@
+"""Stages 3-4 of n-gram estimation: the nine estimators, one interface (Chapter 2).
+
+Each estimator takes the counts of stage 1 (counts.py) and returns an `NgramLM` (lm.py). Most are
+*interpolated*: at every order they split p(w | h) into a part u(w | h) estimated from the counts
+of h and a weight gamma(h) given to the next-shorter context h',
+
+    p(w | h) = u(w | h) + gamma(h) p(w | h'),      p(w) = u(w) + gamma() / |V|
+
+(|V| = the vocabulary without <s>, which is never predicted), and differ only in u and gamma:
+
+    method                u(w | h)                                  gamma(h)
+    mle                   c(hw) / c(h.)                             0
+    witten_bell           c(hw) / (c(h.) + N1+(h.))                 N1+(h.) / (c(h.) + N1+(h.))
+    jelinek_mercer        lambda_k c(hw) / c(h.)                    1 - lambda_k
+    absolute_discounting  (c(hw) - D) / c(h.)                       D N1+(h.) / c(h.)
+    kneser_ney            (a(hw) - D) / a(h.)                       D N1+(h.) / a(h.)
+    modified_kneser_ney   (a(hw) - D(a(hw))) / a(h.)                (D1 N1(h.) + D2 N2(h.) + D3+ N3+(h.)) / a(h.)
+
+with c raw counts, a Kneser-Ney adjusted counts (counts.adjust_counts), c(h.) = sum_w c(hw) and
+N_r(h.) the number of words seen r times after h. A context with no continuation has gamma = 1 (an
+unseen context leaves everything to the shorter one). The pipeline is KenLM's:
+
+    count -> adjust counts -> discount (discounts.py) -> initial_probabilities -> interpolate -> write
+
+Three estimators are not interpolated: `good_turing` (Katz back-off: Good-Turing discounted
+estimates for what was seen, the rest shared in proportion to the shorter context), `add_k`
+(Laplace), and `stupid_backoff` (Brants et al. 2007: relative frequencies, alpha = 0.4 per back-off
+step; *scores, not probabilities* -- they do not sum to 1).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+
+from scratchlm.ngram.counts import NgramCounts, adjust_counts, count_of_counts, prune
+from scratchlm.ngram.discounts import good_turing_discounts, kneser_ney_discounts
+from scratchlm.ngram.lm import AdditiveLM, NgramLM
+from scratchlm.ngram.trie import Trie
+
+
+def _raw(counts: NgramCounts, k: int) -> np.ndarray:
+    """Raw order-k counts as floats; the unigram <s> is zeroed (a context, never predicted)."""
+    c = counts.count[k - 1].astype(np.float64)
+    if k == 1:
+        c[counts.vocab.bos_id] = 0.0
+    return c
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, where_zero: float) -> np.ndarray:
+    """num / den, and `where_zero` where den is 0."""
+    out = np.full(len(den), where_zero, dtype=np.float64)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages shared by the interpolated estimators
+# ---------------------------------------------------------------------------------------------
+
+def initial_probabilities(counts: NgramCounts, used: Sequence[np.ndarray],
+                          discount: Sequence[np.ndarray]) -> tuple[list, list]:
+    """Stage 3b for the discounting estimators (absolute discounting, Kneser-Ney, modified KN).
+
+    In: the counts each order uses (`used[k-1]`, raw or adjusted, aligned with the order-k table)
+    and its discounts `discount[k-1]` = [0, D1, D2, D3+]. Out: u[k-1] for every order-k n-gram and
+    gamma[k-1] for every context of order k-1 (gamma[0]: one value, the empty context)
+
+        u(w | h) = (a(hw) - D(a(hw))) / a(h.),    gamma(h) = sum_w D(a(hw)) / a(h.)
+    """
+    u, gamma = [], []
+    for k in range(1, counts.order + 1):
+        a = used[k - 1].astype(np.float64)
+        if k == 1:
+            a[counts.vocab.bos_id] = 0.0
+        d = np.asarray(discount[k - 1])[np.minimum(a, 3).astype(np.int64)]
+        total = counts.context_sum(a, k)
+        ctx = counts.context_of(k)
+        u.append(_ratio(a - d, total[ctx], 0.0))
+        gamma.append(_ratio(counts.context_sum(d, k), total, 1.0))
+    return u, gamma
+
+
+def interpolate(counts: NgramCounts, u: Sequence[np.ndarray], gamma: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Stage 4: final probabilities of every n-gram, lowest order first.
+
+        p(w) = u(w) + gamma() / |V|,     p(w | h) = u(w | h) + gamma(h) p(w | h')
+
+    p(w | h') of an n-gram h w is its suffix's probability, one gather per order. p(<s>) = 0.
+    """
+    n_pred = len(counts.vocab) - 1
+    p = [u[0] + gamma[0][0] / n_pred]
+    p[0][counts.vocab.bos_id] = 0.0
+    for k in range(2, counts.order + 1):
+        p.append(u[k - 1] + gamma[k - 1][counts.context[k - 1]] * p[k - 2][counts.suffix[k - 1]])
+    return p
+
+
+def backoff_model(counts: NgramCounts, p: Sequence[np.ndarray], bo: Sequence[np.ndarray], smoothing: str,
+                  info: dict, unseen_context_bo: float = 1.0) -> NgramLM:
+    """Package probabilities p[k-1] and back-off weights bo[k-1] (contexts of order k-1, k >= 2)
+    as a model. Interpolated estimators pass bo = gamma."""
+    with np.errstate(divide="ignore"):
+        logprob = [np.log(x) for x in p]
+        logbo = [np.log(b) for b in bo]
+        missing = math.log(unseen_context_bo) if unseen_context_bo > 0 else -math.inf
+    return NgramLM(counts.vocab, counts.context, counts.word, logprob, logbo, missing, smoothing, info)
+
+
+def _interpolated(counts, u, gamma, smoothing, info, unseen_context_bo=1.0) -> NgramLM:
+    return backoff_model(counts, interpolate(counts, u, gamma), gamma[1:], smoothing, info, unseen_context_bo)
+
+
+# ---------------------------------------------------------------------------------------------
+# The estimators
+# ---------------------------------------------------------------------------------------------
+
+def mle(counts: NgramCounts) -> NgramLM:
+    """Maximum likelihood: p(w | h) = c(hw) / c(h.). Zero for anything unseen -- including every
+    word after a context never seen (there is no estimate there) -- so it is a distribution only
+    for seen contexts, and test perplexity is infinite as soon as one test n-gram is new."""
+    u, gamma = [], []
+    for k in range(1, counts.order + 1):
+        c = _raw(counts, k)
+        total = counts.context_sum(c, k)
+        u.append(_ratio(c, total[counts.context_of(k)], 0.0))
+        gamma.append(np.zeros(len(total)))
+    return _interpolated(counts, u, gamma, "mle", {}, unseen_context_bo=0.0)
+
+
+def add_k(counts: NgramCounts, k: float = 1.0) -> NgramLM:
+    """Add-k (Lidstone; Laplace for k = 1) on the highest order: see lm.AdditiveLM."""
+    return AdditiveLM(counts, k)
+
+
+def witten_bell(counts: NgramCounts) -> NgramLM:
+    """Witten-Bell (interpolated): the weight of the shorter context grows with the number of
+    distinct words seen after h, N1+(h.) -- how often h was followed by something new."""
+    u, gamma = [], []
+    for k in range(1, counts.order + 1):
+        c = _raw(counts, k)
+        total = counts.context_sum(c, k)
+        types = counts.context_sum((c > 0).astype(np.float64), k)
+        u.append(_ratio(c, (total + types)[counts.context_of(k)], 0.0))
+        gamma.append(_ratio(types, total + types, 1.0))
+    return _interpolated(counts, u, gamma, "witten_bell", {})
+
+
+def jelinek_mercer(counts: NgramCounts, lambdas: Sequence[float] | None = None,
+                   heldout: np.ndarray | None = None, iterations: int = 100) -> NgramLM:
+    """Jelinek-Mercer (linear interpolation): p(w | h) = lambda_k p_ML(w | h) + (1 - lambda_k) p(w | h'),
+    one lambda per order, p(w | h) = p(w | h') where h is unseen.
+
+    `lambdas` (orders 1..N), or `heldout`: an encoded id stream (counts.encode) on which the lambdas
+    that maximise the likelihood are found by EM (Jelinek & Mercer 1980). `ngram.fit` holds out
+    every 10th training sentence when given neither.
+    """
+    if lambdas is None:
+        if heldout is None:
+            raise ValueError("jelinek_mercer needs lambdas or held-out data to tune them on")
+        lambdas = tune_lambdas(counts, heldout, iterations)
+    lambdas = np.asarray(lambdas, dtype=np.float64)
+    if lambdas.shape != (counts.order,) or not np.all((lambdas >= 0) & (lambdas <= 1)):
+        raise ValueError(f"jelinek_mercer needs one lambda in [0, 1] per order, got {lambdas.tolist()}")
+    u, gamma = _ml_parts(counts)
+    u = [lam * x for lam, x in zip(lambdas, u)]
+    gamma = [np.where(seen, 1 - lam, 1.0) for lam, seen in zip(lambdas, gamma)]
+    return _interpolated(counts, u, gamma, "jelinek_mercer", {"lambdas": lambdas.tolist()})
+
+
+def _ml_parts(counts: NgramCounts) -> tuple[list, list]:
+    """p_ML(w | h) per n-gram, and per context whether it was seen (has a continuation)."""
+    ml, seen = [], []
+    for k in range(1, counts.order + 1):
+        c = _raw(counts, k)
+        total = counts.context_sum(c, k)
+        ml.append(_ratio(c, total[counts.context_of(k)], 0.0))
+        seen.append(total > 0)
+    return ml, seen
+
+
+def tune_lambdas(counts: NgramCounts, heldout: np.ndarray, iterations: int = 100, tol: float = 1e-7) -> np.ndarray:
+    """EM for Jelinek-Mercer's lambdas on held-out ids. Read the model as a chain of coin flips:
+    at the longest seen context flip lambda_k -- heads, emit from p_ML at that order; tails, move
+    to the next shorter context; below unigrams emit uniformly. E-step: the posterior probability
+    of stopping at / passing through each order for every held-out token; M-step: lambda_k =
+    E[stops at k] / E[reaches k]."""
+    N, n_pred = counts.order, len(counts.vocab) - 1
+    ml, seen = _ml_parts(counts)
+    trie = Trie(counts.context, counts.word, counts.vocab.bos_id)
+    idx, avail = trie.lookup(heldout)
+    rows = np.nonzero(avail > 0)[0]
+    offset = trie.offset
+    # per held-out token and order k: p_ML at k, and whether the context of order k-1 was seen
+    p_ml = np.zeros((len(rows), N))
+    active = np.zeros((len(rows), N), dtype=bool)
+    for k in range(1, N + 1):
+        usable = avail[rows] >= k
+        g = idx[rows, k - 1]
+        p_ml[:, k - 1] = np.where(usable & (g >= 0), ml[k - 1][np.maximum(g - offset[k - 1], 0)], 0.0)
+        if k == 1:
+            active[:, 0] = True
+        else:
+            ctx = idx[np.maximum(rows - 1, 0), k - 2]
+            active[:, k - 1] = usable & (ctx >= 0) & seen[k - 1][np.maximum(ctx - offset[k - 2], 0)]
+    lam = np.full(N, 0.5)
+    last = -np.inf
+    for _ in range(iterations):
+        levels = [np.full(len(rows), 1.0 / n_pred)]  # p at each level, bottom up
+        for k in range(1, N + 1):
+            mix = lam[k - 1] * p_ml[:, k - 1] + (1 - lam[k - 1]) * levels[-1]
+            levels.append(np.where(active[:, k - 1], mix, levels[-1]))
+        p = levels[-1]
+        loglik = np.log(p).sum()
+        reach = np.ones(len(rows))  # probability of the flips that lead down to order k
+        stops, passes = np.zeros(N), np.zeros(N)
+        for k in range(N, 0, -1):
+            a = active[:, k - 1]
+            stops[k - 1] = (reach * lam[k - 1] * p_ml[:, k - 1] / p)[a].sum()
+            passes[k - 1] = (reach * levels[k] / p)[a].sum()
+            reach = np.where(a, reach * (1 - lam[k - 1]), reach)
+        lam = np.clip(_ratio(stops, passes, 0.5), 1e-6, 1 - 1e-6)
+        if loglik - last < tol * len(rows):
+            break
+        last = loglik
+    return lam
+
+
+def absolute_discounting(counts: NgramCounts, discount: Sequence[float] | None = None) -> NgramLM:
+    """Interpolated absolute discounting (Ney, Essen & Kneser 1994): subtract D_k from every raw
+    count at order k, D_k = n1 / (n1 + 2 n2) unless `discount` (one per order) is given."""
+    raw = [_raw(counts, k).astype(np.int64) for k in range(1, counts.order + 1)]
+    D = _single_discounts(raw, discount)
+    u, gamma = initial_probabilities(counts, raw, D)
+    return _interpolated(counts, u, gamma, "absolute_discounting", {"discounts": [d[1:].tolist() for d in D]})
+
+
+def kneser_ney(counts: NgramCounts, discount: Sequence[float] | None = None) -> NgramLM:
+    """Interpolated Kneser-Ney: absolute discounting on adjusted counts (continuation counts below
+    the highest order), one D_k = n1 / (n1 + 2 n2) per order from the adjusted count-of-counts."""
+    adjusted = adjust_counts(counts)
+    D = _single_discounts(adjusted, discount)
+    u, gamma = initial_probabilities(counts, adjusted, D)
+    return _interpolated(counts, u, gamma, "kneser_ney", {"discounts": [d[1:].tolist() for d in D]})
+
+
+def _single_discounts(used, discount):
+    if discount is None:
+        return [kneser_ney_discounts(count_of_counts(a), k, modified=False) for k, a in enumerate(used, 1)]
+    if len(discount) != len(used):
+        raise ValueError(f"need one discount per order ({len(used)}), got {len(discount)}")
+    return [np.array([0.0, d, d, d]) for d in discount]
+
+
+def modified_kneser_ney(counts: NgramCounts, discounts: Sequence[Sequence[float]] | None = None) -> NgramLM:
+    """Interpolated modified Kneser-Ney (Chen & Goodman 1999), what KenLM's lmplz estimates: three
+    discounts per order (for adjusted counts 1, 2, 3+) from the adjusted count-of-counts, or
+    `discounts` = [(D1, D2, D3+) per order] when given."""
+    adjusted = adjust_counts(counts)
+    if discounts is None:
+        D = [kneser_ney_discounts(count_of_counts(a), k) for k, a in enumerate(adjusted, 1)]
+    else:
+        if len(discounts) != counts.order:
+            raise ValueError(f"need (D1, D2, D3+) for each of the {counts.order} orders")
+        D = [np.array([0.0, *map(float, d)]) for d in discounts]
+    u, gamma = initial_probabilities(counts, adjusted, D)
+    return _interpolated(counts, u, gamma, "modified_kneser_ney", {"discounts": [d[1:].tolist() for d in D]})
+
+
+def good_turing(counts: NgramCounts, max_count: Sequence[int] | None = None,
+                min_count: Sequence[int] | None = None) -> NgramLM:
+    """Katz back-off with Good-Turing discounts (Katz 1987), as SRILM's ngram-count builds it.
+
+    Seen n-grams (count >= min_count[k-1]) get p*(w | h) = d_r c(hw) / c(h.), with d_r Katz's
+    ratio for counts r <= max_count[k-1] (default 1 for unigrams, 7 above, SRILM's defaults) and 1
+    above. The mass left over at h goes to the words not seen after h, in proportion to p(w | h'):
+
+        bo(h) = (1 - sum_seen p*(w | h)) / (1 - sum_seen p(w | h'))
+
+    A context that would leave nothing for unseen words (every continuation seen more than K
+    times) counts, as SRILM does, one extra unseen event: c(h.) + 1. Unigrams: the left-over mass
+    is shared equally by the words with no estimate (<unk> when it is unseen) or, if every word
+    has one, by all words. n-grams below min_count are dropped
+    (their count still counts in c(h.)), so min_count=(1, 1, 2) reproduces SRILM's default cutoffs.
+    """
+    N, V, bos = counts.order, len(counts.vocab), counts.vocab.bos_id
+    max_count = list(max_count) if max_count is not None else [1] + [7] * (N - 1)
+    min_count = list(min_count) if min_count is not None else [1] * N
+    if len(max_count) != N or len(min_count) != N:
+        raise ValueError(f"max_count and min_count need one value per order (1..{N})")
+    p_star, keep, ratios = [], [], []
+    for k in range(1, N + 1):
+        c = _raw(counts, k)
+        K = max_count[k - 1]
+        d = good_turing_discounts(count_of_counts(c.astype(np.int64), K + 1), K, k)
+        ratios.append(d[1:].tolist())
+        ratio = np.where(c <= K, d[np.minimum(c, K).astype(np.int64)], 1.0)
+        kp = c >= max(min_count[k - 1], 1)
+        seen = np.where(kp, ratio * c, 0.0)  # discounted counts of what is kept
+        total = counts.context_sum(c, k)
+        # nothing left for unseen words (all counts > K, or none discounted): one more unseen event
+        nothing_left = (total > 0) & (counts.context_sum(seen, k) >= total)
+        if k == 1:
+            nothing_left &= bool(np.any((seen == 0) & (np.arange(V) != bos)))
+        total = np.where(nothing_left, total + 1, total)
+        keep.append(kp if k > 1 else np.ones(V, bool))
+        p_star.append(_ratio(seen, total[counts.context_of(k)], 0.0))
+    # unigrams: the left-over mass goes to the words with no estimate, or to all if there are none
+    p1 = p_star[0]
+    share = (p1 == 0) & (np.arange(V) != bos)
+    if not share.any():
+        share = np.arange(V) != bos
+    p1[share] += (1.0 - p1.sum()) / share.sum()
+    pruned = prune(counts, [1] + min_count[1:]) if N > 1 else counts
+    p, bo = [p1], []
+    for k in range(2, N + 1):
+        pk = p_star[k - 1][keep[k - 1]]
+        lower = p[k - 2][pruned.suffix[k - 1]]
+        num = 1.0 - pruned.context_sum(pk, k)
+        den = 1.0 - pruned.context_sum(lower, k)
+        # if the shorter context already gives all its mass to these words, renormalise instead
+        stuck = den < 1e-6
+        scale = _ratio(np.ones_like(num), 1.0 - num, 1.0)
+        pk = np.where(stuck[pruned.context[k - 1]], pk * scale[pruned.context[k - 1]], pk)
+        bo.append(np.where(stuck, 0.0, _ratio(num, den, 1.0)))
+        p.append(pk)
+    info = {"ratios": ratios, "max_count": max_count, "min_count": min_count}
+    return backoff_model(pruned, p, bo, "good_turing", info)
+
+
+def stupid_backoff(counts: NgramCounts, alpha: float = 0.4) -> NgramLM:
+    """Stupid back-off (Brants et al. 2007): S(w | h) = c(hw) / c(h.) if seen, else alpha S(w | h').
+    The recursion ends at a uniform "zero-gram", S(w) = alpha / |V| for a word never seen. These are
+    scores, NOT probabilities: they do not sum to 1, and their "perplexity" is not comparable."""
+    n_pred = len(counts.vocab) - 1
+    p = []
+    for k in range(1, counts.order + 1):
+        c = _raw(counts, k)
+        total = counts.context_sum(c, k)
+        p.append(_ratio(c, total[counts.context_of(k)], 0.0))
+    p[0] = np.where(p[0] > 0, p[0], alpha / n_pred)
+    p[0][counts.vocab.bos_id] = 0.0
+    bo = [np.full(len(c), alpha) for c in counts.count[:-1]]
+    return backoff_model(counts, p, bo, "stupid_backoff", {"alpha": alpha}, unseen_context_bo=alpha)
+
+
+ESTIMATORS: dict[str, Callable[..., NgramLM]] = {
+    "mle": mle,
+    "add_k": add_k,
+    "good_turing": good_turing,
+    "witten_bell": witten_bell,
+    "jelinek_mercer": jelinek_mercer,
+    "absolute_discounting": absolute_discounting,
+    "kneser_ney": kneser_ney,
+    "modified_kneser_ney": modified_kneser_ney,
+    "stupid_backoff": stupid_backoff,
+}
+
+# Methods whose scores are probability distributions over the vocabulary (MLE: seen contexts only).
+DISTRIBUTIONS = tuple(name for name in ESTIMATORS if name != "stupid_backoff")
