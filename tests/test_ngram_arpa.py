@@ -53,20 +53,11 @@ def log10_table(lm):
     words = np.array(lm.vocab.words, dtype=object)
     out = {}
     for k in range(1, lm.order + 1):
-        grams = words[_ngrams(lm, k)]
+        grams = words[lm.ngrams(k)]
         text = [" ".join(g) for g in grams]
         bo = lm.logbo_table[k - 1] / LN10 if k < lm.order else np.zeros(len(text))
         out[k] = (text, lm.logp_table[k - 1] / LN10, bo)
     return out
-
-
-def _ngrams(lm, k):
-    rows = lm.word[k - 1][:, None]
-    ctx = lm.context[k - 1]
-    for j in range(k - 1, 0, -1):
-        rows = np.concatenate([lm.word[j - 1][ctx][:, None], rows], axis=1)
-        ctx = lm.context[j - 1][ctx]
-    return rows
 
 
 def aligned(ref, mine, k):

@@ -19,13 +19,12 @@ fields and checks the file as it goes; an error names the file and the line.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from scratchlm.fileio import atomic_write
 from scratchlm.ngram.lm import NgramLM
 from scratchlm.tokenizers.word import SPECIALS, UNK, WordVocab
 
@@ -38,7 +37,7 @@ class ArpaError(ValueError):
 
 
 def write_arpa(lm: NgramLM, path) -> None:
-    """Write a back-off model to `path` (temp file, then rename)."""
+    """Write a back-off model to `path` (atomically: a temp file, then rename)."""
     if lm.unseen_context_logbo != 0.0:
         raise TypeError(f"{lm.smoothing or 'this model'} backs off from unseen contexts with weight "
                         f"exp({lm.unseen_context_logbo}), which an ARPA file cannot express")
@@ -46,39 +45,22 @@ def write_arpa(lm: NgramLM, path) -> None:
     bad = [w for w in lm.vocab.words if not w or any(ch.isspace() for ch in w)]
     if bad:
         raise ValueError(f"ARPA words cannot be empty or contain whitespace: {bad[0]!r}")
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("\\data\\\n")
-            for k, n in enumerate(lm.sizes(), 1):
-                f.write(f"ngram {k}={n}\n")
-            for k in range(1, lm.order + 1):
-                f.write(f"\n\\{k}-grams:\n")
-                text = _ngram_text(lm, k, words)
-                prob = _log10_text(np.minimum(lm.logp_table[k - 1], 0.0))
-                if k == 1:
-                    prob[lm.vocab.bos_id] = "0"
-                if k < lm.order:
-                    bo = _log10_text(lm.logbo_table[k - 1])
-                    f.writelines(f"{p}\t{t}\t{b}\n" for p, t, b in zip(prob, text, bo))
-                else:
-                    f.writelines(f"{p}\t{t}\n" for p, t in zip(prob, text))
-            f.write("\n\\end\\\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _ngram_text(lm: NgramLM, k: int, words: np.ndarray) -> list[str]:
-    """The order-k n-grams as space-joined words, in table order."""
-    text = words[lm.word[k - 1]]
-    ctx = lm.context[k - 1]
-    for j in range(k - 1, 0, -1):
-        text = words[lm.word[j - 1][ctx]] + " " + text
-        ctx = lm.context[j - 1][ctx]
-    return text.tolist()
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write("\\data\\\n")
+        for k, n in enumerate(lm.sizes(), 1):
+            f.write(f"ngram {k}={n}\n")
+        for k in range(1, lm.order + 1):
+            f.write(f"\n\\{k}-grams:\n")
+            text = [" ".join(g) for g in words[lm.ngrams(k)]]
+            prob = _log10_text(np.minimum(lm.logp_table[k - 1], 0.0))
+            if k == 1:
+                prob[lm.vocab.bos_id] = "0"
+            if k < lm.order:
+                bo = _log10_text(lm.logbo_table[k - 1])
+                f.writelines(f"{p}\t{t}\t{b}\n" for p, t, b in zip(prob, text, bo))
+            else:
+                f.writelines(f"{p}\t{t}\n" for p, t in zip(prob, text))
+        f.write("\n\\end\\\n")
 
 
 def _log10_text(ln_values: np.ndarray) -> list[str]:

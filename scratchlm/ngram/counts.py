@@ -70,6 +70,16 @@ def encode(vocab: WordVocab, sentences: Sentences) -> np.ndarray:
     return out
 
 
+def ngram_rows(context: Sequence[np.ndarray], word: Sequence[np.ndarray], k: int) -> np.ndarray:
+    """(n_k, k) word ids of the order-k n-grams of a trie (context/word lists as in NgramCounts)."""
+    rows = word[k - 1][:, None]
+    ctx = context[k - 1]
+    for j in range(k - 1, 0, -1):
+        rows = np.concatenate([word[j - 1][ctx][:, None], rows], axis=1)
+        ctx = context[j - 1][ctx]
+    return rows
+
+
 @dataclass
 class NgramCounts:
     """Raw counts of every k-gram (k = 1..N) of a corpus, one lexicographically sorted table per
@@ -96,12 +106,7 @@ class NgramCounts:
 
     def ngrams(self, k: int) -> np.ndarray:
         """(n_k, k) word ids of the order-k n-grams, in table order."""
-        out = self.word[k - 1][:, None]
-        ctx = self.context[k - 1]
-        for j in range(k - 1, 0, -1):
-            out = np.concatenate([self.word[j - 1][ctx][:, None], out], axis=1)
-            ctx = self.context[j - 1][ctx]
-        return out
+        return ngram_rows(self.context, self.word, k)
 
     def first_word(self, k: int) -> np.ndarray:
         """(n_k,) w_1 of each order-k n-gram."""

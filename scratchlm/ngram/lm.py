@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from scratchlm.ngram import kernels
-from scratchlm.ngram.counts import NgramCounts, Sentences, encode
+from scratchlm.ngram.counts import NgramCounts, Sentences, encode, ngram_rows
 from scratchlm.ngram.trie import Trie
 from scratchlm.rng import get_rng
 from scratchlm.tokenizers.word import BOS, WordVocab
@@ -93,6 +93,10 @@ class NgramLM:
     def sizes(self) -> list[int]:
         """Number of n-grams of each order."""
         return [len(w) for w in self.word]
+
+    def ngrams(self, k: int) -> np.ndarray:
+        """(n_k, k) word ids of the order-k n-grams, in table order."""
+        return ngram_rows(self.context, self.word, k)
 
     # -- scoring -----------------------------------------------------------------------------
 
