@@ -17,7 +17,9 @@ visible keys:
     dS[i, j] = s * P[i, j] * (dP[i, j] - sum_j' dP[i, j'] P[i, j'])
 
 Kernels take (N, Tq, Tk) C-contiguous arrays (callers fold batch and head axes into N) and a
-positive scale; each `*_ref` twin has the same signature and is what the tests compare with.
+positive scale in the arrays' dtype, and write into an output array passed last, as the autograd
+kernels do (scratchlm/autograd/kernels.py, whose exp and row helpers they share). Each `*_ref`
+twin has the same signature and is what the tests compare with.
 """
 
 from __future__ import annotations
@@ -25,48 +27,45 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from scratchlm.autograd.kernels import FAST, _exp, _row_dot, _row_max
 
-@njit(cache=True, fastmath=True)
-def causal_softmax_forward(scores, scale):
-    """(N, Tq, Tk) scores -> (N, Tq, Tk) causal attention weights (zero above the diagonal)."""
+# One thread: a (B * nh, T, T) score tensor is a fraction of a millisecond of work, less than the
+# cost of waking a thread pool on a busy machine.
+
+
+@njit(cache=True, fastmath=FAST)
+def causal_softmax_forward(scores, scale, out):
+    """out (N, Tq, Tk) = causal attention weights of scores (N, Tq, Tk); zero above the diagonal."""
     N, Tq, Tk = scores.shape
-    probs = np.empty_like(scores)
     offset = Tk - Tq
     for n in range(N):
         for i in range(Tq):
-            row, out = scores[n, i], probs[n, i]
             visible = i + offset + 1
-            m = row[0]
-            for j in range(1, visible):
-                m = max(m, row[j])
-            shift = m * scale  # scale > 0, so max(s * S) = s * max(S)
+            row, p = scores[n, i, :visible], out[n, i]
+            shift = _row_max(row) * scale          # scale > 0, so max(s * S) = s * max(S)
+            total = scores.dtype.type(0.0)
             for j in range(visible):
-                out[j] = np.exp(row[j] * scale - shift)
-            inv = 1.0 / out[:visible].sum()
+                p[j] = _exp(row[j] * scale - shift)
+                total += p[j]
+            inv = scores.dtype.type(1.0) / total
             for j in range(visible):
-                out[j] *= inv
-            out[visible:] = 0.0
-    return probs
+                p[j] *= inv
+            p[visible:] = 0.0
 
 
-@njit(cache=True, fastmath=True)
-def causal_softmax_backward(probs, grad_probs, scale):
-    """Gradient of the loss with respect to the scores, given P and dL/dP (both (N, Tq, Tk))."""
+@njit(cache=True, fastmath=FAST)
+def causal_softmax_backward(probs, grad_probs, scale, out):
+    """out (N, Tq, Tk) = dL/dscores from the weights P and dL/dP (both (N, Tq, Tk))."""
     N, Tq, Tk = probs.shape
-    grad_scores = np.empty_like(probs)
     offset = Tk - Tq
     for n in range(N):
         for i in range(Tq):
-            p, g, out = probs[n, i], grad_probs[n, i], grad_scores[n, i]
             visible = i + offset + 1
-            dot = 0.0
+            p, g, d = probs[n, i], grad_probs[n, i], out[n, i]
+            dot = _row_dot(g[:visible], p[:visible])
             for j in range(visible):
-                dot += g[j] * p[j]
-            for j in range(visible):
-                out[j] = scale * p[j] * (g[j] - dot)
-            for j in range(visible, Tk):
-                out[j] = 0.0
-    return grad_scores
+                d[j] = scale * p[j] * (g[j] - dot)
+            d[visible:] = 0.0
 
 
 def causal_mask(Tq: int, Tk: int) -> np.ndarray:
@@ -74,15 +73,14 @@ def causal_mask(Tq: int, Tk: int) -> np.ndarray:
     return np.tri(Tq, Tk, k=Tk - Tq, dtype=bool)
 
 
-def causal_softmax_forward_ref(scores, scale):
+def causal_softmax_forward_ref(scores, scale, out):
     """NumPy twin of `causal_softmax_forward`: mask with -inf, then a stable softmax."""
     Tq, Tk = scores.shape[-2:]
     z = np.where(causal_mask(Tq, Tk), scores * scale, -np.inf)
     z = np.exp(z - z.max(axis=-1, keepdims=True))
-    return (z / z.sum(axis=-1, keepdims=True)).astype(scores.dtype, copy=False)
+    out[...] = z / z.sum(axis=-1, keepdims=True)
 
 
-def causal_softmax_backward_ref(probs, grad_probs, scale):
+def causal_softmax_backward_ref(probs, grad_probs, scale, out):
     """NumPy twin of `causal_softmax_backward` (future entries of P are 0, so they get 0)."""
-    dot = (grad_probs * probs).sum(axis=-1, keepdims=True)
-    return (scale * probs * (grad_probs - dot)).astype(probs.dtype, copy=False)
+    out[...] = scale * probs * (grad_probs - (grad_probs * probs).sum(axis=-1, keepdims=True))

@@ -1,0 +1,195 @@
+"""Training-step time of the baby GPT (Chapter 6), scratchlm beside an identical PyTorch model.
+
+    python benchmarks/bench_gpt.py [--threads 2] [--steps 30] [--dtype float32]
+
+One step = forward, backward, gradient clipping and an AdamW update, on nanoGPT's "baby GPT"
+(n_layer 4, n_head 4, n_embd 128, block_size 64, batch 12, vocab 65, no bias, tied embeddings).
+Both models start from the same weights and see the same batches; the table gives the median
+step time over `--steps` steps after warm-up, the ratio scratchlm / PyTorch, and the achieved
+GFLOP/s (the step's matrix-product FLOPs / time) against NumPy's measured float32 GEMM throughput.
+BLAS, Numba and PyTorch are all limited to `--threads` threads, set before NumPy is imported.
+
+The PyTorch twin (`torch_gpt_loss`) is a functional forward over the scratchlm model's own
+parameter arrays, with torch's scaled_dot_product_attention (as nanoGPT); the parity test in
+tests/test_gpt.py uses it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _threads_from_argv(default: int = 2) -> int:
+    for i, arg in enumerate(sys.argv):
+        if arg == "--threads" and i + 1 < len(sys.argv):
+            return int(sys.argv[i + 1])
+        if arg.startswith("--threads="):
+            return int(arg.split("=", 1)[1])
+    return default
+
+
+if __name__ == "__main__":  # thread counts must be set before NumPy (and its BLAS) load
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = str(_threads_from_argv())
+
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+try:
+    import torch
+    import torch.nn.functional as TF
+except ImportError:  # the benchmark still times scratchlm alone
+    torch = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The PyTorch twin: the same computation over the same named parameters
+# ---------------------------------------------------------------------------------------------
+
+def torch_parameters(model, dtype=None) -> dict:
+    """{name: leaf torch tensor requiring grad} copied from a scratchlm model's parameters."""
+    return {name: torch.tensor(p.data if dtype is None else p.data.astype(dtype), requires_grad=True)
+            for name, p in model.named_parameters()}
+
+
+def torch_gpt_loss(params: dict, config, idx, targets=None):
+    """nanoGPT's forward in PyTorch over `params` (names as in scratchlm.models.gpt) -> (logits, loss)."""
+    def ln(x, name):
+        return TF.layer_norm(x, (config.n_embd,), params[f"{name}.weight"], params.get(f"{name}.bias"))
+
+    def linear(x, name):
+        return TF.linear(x, params[f"{name}.weight"], params.get(f"{name}.bias"))
+
+    B, T = idx.shape
+    C, nh = config.n_embd, config.n_head
+    x = TF.embedding(idx, params["wte.weight"]) + params["wpe.weight"][:T]
+    for i in range(config.n_layer):
+        h = f"h.{i}"
+        q, k, v = linear(ln(x, f"{h}.ln_1"), f"{h}.attn.c_attn").split(C, dim=2)
+        q, k, v = (t.view(B, T, nh, C // nh).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+        y = TF.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + linear(y.transpose(1, 2).reshape(B, T, C), f"{h}.attn.c_proj")
+        u = TF.gelu(linear(ln(x, f"{h}.ln_2"), f"{h}.mlp.c_fc"), approximate=config.gelu)
+        x = x + linear(u, f"{h}.mlp.c_proj")
+    head = params["wte.weight"] if config.tie_weights else params["lm_head.weight"]
+    logits = TF.linear(ln(x, "ln_f"), head)
+    loss = None if targets is None else TF.cross_entropy(logits.view(B * T, -1), targets.view(-1),
+                                                         ignore_index=-1)
+    return logits, loss
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------------------------
+
+def step_flops(config, batch_size: int) -> float:
+    """Matrix-product FLOPs of one training step: 2 per multiply-add, backward = 2 x forward."""
+    tokens, C, T = batch_size * config.block_size, config.n_embd, config.block_size
+    per_token = config.n_layer * (3 * C * C + C * C + 8 * C * C) + C * config.vocab_size  # weights used
+    attention = config.n_layer * 2 * batch_size * T * T * C                               # QK^T and PV
+    return 3 * 2 * (tokens * per_token + attention)
+
+
+def gemm_gflops(dtype, n: int = 1024, repeats: int = 10) -> float:
+    """NumPy's measured (n, n) @ (n, n) GEMM throughput."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
+    a @ a
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ a
+    return 2 * n ** 3 * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def median_ms(steps: dict, batches, warmup: int) -> dict:
+    """{name: median ms} of each step function, interleaved batch by batch so that load from
+    other processes falls on all of them alike."""
+    times = {name: [] for name in steps}
+    for i, (x, y) in enumerate(batches):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step(x, y)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {name: 1000 * statistics.median(t) for name, t in times.items()}
+
+
+def scratchlm_step_fn(model, lr: float = 1e-3):
+    from scratchlm.optim import clip_grad_norm
+    from scratchlm.train import configure_optimizer
+
+    optimizer = configure_optimizer(model, lr=lr, weight_decay=0.1, betas=(0.9, 0.99))
+    params = model.parameters()
+
+    def step(x, y):
+        optimizer.zero_grad()
+        _, loss = model(x, y)
+        loss.backward()
+        clip_grad_norm(params, 1.0)
+        optimizer.step()
+    return step
+
+
+def torch_step_fn(model, lr: float = 1e-3):
+    params = torch_parameters(model)
+    decay = [p for p in params.values() if p.ndim >= 2]
+    no_decay = [p for p in params.values() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
+
+    def step(x, y):
+        optimizer.zero_grad(set_to_none=True)
+        _, loss = torch_gpt_loss(params, model.config, torch.from_numpy(x), torch.from_numpy(y))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
+        optimizer.step()
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=30, help="timed steps (after 5 warm-up steps)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    args = parser.parse_args()
+
+    from numba import config as numba_config
+
+    from scratchlm.models.gpt import GPT, GPTConfig
+    from scratchlm.rng import manual_seed
+
+    manual_seed(0)
+    config, batch_size, warmup = GPTConfig(), 12, 5
+    dtype = np.dtype(args.dtype)
+    model = GPT(config, dtype=dtype)
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(0, config.vocab_size, (batch_size, config.block_size)),
+                rng.integers(0, config.vocab_size, (batch_size, config.block_size)))
+               for _ in range(warmup + args.steps)]
+    flops = step_flops(config, batch_size)
+
+    steps = {}
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+        steps["PyTorch " + torch.__version__] = torch_step_fn(model)  # copies the initial weights
+    steps["scratchlm"] = scratchlm_step_fn(model)
+    rows = list(median_ms(steps, batches, warmup).items())
+    peak = gemm_gflops(dtype)
+
+    print(f"baby GPT training step: n_layer {config.n_layer}, n_head {config.n_head}, n_embd {config.n_embd}, "
+          f"block {config.block_size}, batch {batch_size}, {args.dtype}, {args.threads} threads "
+          f"(numba {numba_config.NUMBA_NUM_THREADS}), median of {args.steps} steps")
+    print(f"{'implementation':<22}{'ms/step':>10}{'GFLOP/s':>10}{'% of GEMM':>11}")
+    for name, ms in rows:
+        gflops = flops / ms / 1e6
+        print(f"{name:<22}{ms:>10.1f}{gflops:>10.1f}{100 * gflops / peak:>10.0f}%")
+    print(f"{'numpy GEMM 1024^3':<22}{'':>10}{peak:>10.1f}")
+    if torch is not None:
+        print(f"ratio scratchlm / PyTorch: {rows[1][1] / rows[0][1]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Decoding: turning a language model's next-token distributions into text (Chapter 7).
+
+Any model with `next_logits(idx) -> (B, V)` logits of the token after each row of idx (B, T) and a
+`block_size` (its longest context) can be decoded. A model that also has `new_cache(batch_size)`
+and `next_logits(new_ids, cache=cache)` (the GPT's KV cache) is run one new position per token:
+the keys and values of earlier positions are kept, so step t costs O(t) attention instead of a full
+forward pass over t tokens. Once the context fills block_size the cache is dropped and every step
+runs on the last block_size tokens, as without a cache, so both paths give the same logits.
+
+Strategies, from the logits z of the next token:
+
+    greedy       argmax_v z_v
+    temperature  sample from softmax(z / T); T < 1 sharpens, T > 1 flattens
+    top-k        keep the k largest probabilities, renormalise, sample
+    top-p        keep the smallest set of most likely tokens whose probability reaches p (nucleus
+                 sampling, Holtzman et al. 2020), renormalise, sample
+    beam search  keep the `beam_width` prefixes of highest total log-probability, extending each by
+                 every token and keeping the best beam_width of all extensions, step by step
+
+Sampling draws one uniform number per row from the seeded generator (`scratchlm.rng`) and inverts
+the cumulative distribution, so the same seed gives the same text.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scratchlm.rng import get_rng
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Stable log-softmax over the last axis (float64 for scoring)."""
+    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def next_token_probs(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
+                     top_p: float | None = None) -> np.ndarray:
+    """(B, V) logits -> (B, V) probabilities after temperature, top-k and top-p truncation."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 for sampling (use greedy for 0), got {temperature}")
+    probs = np.exp(log_softmax(logits / temperature))
+    if top_k is not None:
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        kth = np.sort(probs, axis=-1)[:, -min(top_k, probs.shape[-1])]  # k-th largest of each row
+        probs = np.where(probs >= kth[:, None], probs, 0.0)             # (ties at the k-th all stay)
+    if top_p is not None:
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        order = np.argsort(-probs, axis=-1, kind="stable")
+        sorted_probs = np.take_along_axis(probs, order, axis=-1)
+        mass_before = np.cumsum(sorted_probs, axis=-1) - sorted_probs  # mass of the more likely tokens
+        keep_sorted = mass_before < top_p * sorted_probs.sum(axis=-1, keepdims=True)
+        keep = np.empty_like(keep_sorted)
+        np.put_along_axis(keep, order, keep_sorted, axis=-1)
+        probs = np.where(keep, probs, 0.0)
+    return probs / probs.sum(axis=-1, keepdims=True)
+
+
+def sample_from(probs: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+    """One id per row of (B, V) probabilities, by inverting the cumulative distribution."""
+    u = get_rng(rng).random(len(probs))[:, None]                  # (B, 1)
+    cdf = np.cumsum(probs, axis=-1)
+    return (cdf <= u * cdf[:, -1:]).sum(axis=-1)                  # first v with cdf_v > u
+
+
+class Context:
+    """The sequences decoded so far (B, T) and the model's logits (B, V) for the token after them."""
+
+    def __init__(self, model, prompt: np.ndarray, use_cache: bool = True):
+        self.model, self.ids = model, np.asarray(prompt, dtype=np.int64)
+        if self.ids.ndim != 2 or self.ids.shape[1] == 0:
+            raise ValueError(f"prompt must be (B, T) ids with T >= 1, got shape {self.ids.shape}")
+        window = self.ids[:, -model.block_size:]
+        self.cache = model.new_cache(len(self.ids)) if use_cache and hasattr(model, "new_cache") else None
+        self.logits = (model.next_logits(window) if self.cache is None
+                       else model.next_logits(window, cache=self.cache))
+
+    def append(self, next_ids: np.ndarray) -> None:
+        """Extend every row by one id and compute the logits that follow."""
+        self.ids = np.concatenate([self.ids, np.asarray(next_ids, dtype=np.int64)[:, None]], axis=1)
+        if self.cache is not None and self.cache.length == self.model.block_size:
+            self.cache = None  # the window now slides: positions shift, so cached keys are stale
+        if self.cache is not None:
+            self.logits = self.model.next_logits(self.ids[:, -1:], cache=self.cache)
+        else:
+            self.logits = self.model.next_logits(self.ids[:, -self.model.block_size:])
+
+    def reorder(self, rows: np.ndarray) -> None:
+        """Keep rows `rows` of the batch, in that order (beam search follows its surviving beams)."""
+        self.ids, self.logits = self.ids[rows], self.logits[rows]
+        if self.cache is not None:
+            self.cache.reorder(rows)
+
+
+def generate(model, prompt, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, rng: np.random.Generator | None = None,
+             use_cache: bool = True) -> np.ndarray:
+    """Extend each row of prompt (B, T) by max_new_tokens ids: greedy when temperature == 0, else
+    sampled with temperature / top-k / top-p. Returns (B, T + max_new_tokens) ids."""
+    ctx = Context(model, prompt, use_cache)
+    for _ in range(max_new_tokens):
+        if temperature == 0:
+            next_ids = ctx.logits.argmax(axis=-1)
+        else:
+            next_ids = sample_from(next_token_probs(ctx.logits, temperature, top_k, top_p), rng)
+        ctx.append(next_ids)
+    return ctx.ids
+
+
+def beam_search(model, prompt, max_new_tokens: int, beam_width: int = 4, eos_id: int | None = None,
+                length_penalty: float = 0.0, use_cache: bool = True) -> list[tuple[np.ndarray, float]]:
+    """The beam_width best continuations of prompt (T,) found by beam search, best first, as
+    (ids including the prompt, total log-probability of the new ids).
+
+    A beam that emits eos_id is finished; hypotheses are ranked by log p / n_new ** length_penalty
+    (0: raw log-probability, which favours short endings; 1: per-token average)."""
+    ctx = Context(model, np.asarray(prompt)[None, :], use_cache)
+    prompt_len = ctx.ids.shape[1]
+    scores = np.zeros(1)                          # total log-probability of each live beam
+    finished: list[tuple[np.ndarray, float]] = []
+
+    def rank(score: float, n_new: int) -> float:
+        return score / max(n_new, 1) ** length_penalty
+
+    for step in range(max_new_tokens):
+        candidates = (scores[:, None] + log_softmax(ctx.logits)).ravel()   # (beams * V,)
+        best = np.argsort(-candidates, kind="stable")[:2 * beam_width]    # room for beams that end
+        V = ctx.logits.shape[-1]
+        keep = []
+        for flat in best:
+            row, token = divmod(int(flat), V)
+            if token == eos_id:
+                finished.append((np.append(ctx.ids[row], token), float(candidates[flat])))
+            else:
+                keep.append(flat)
+            if len(keep) == beam_width:
+                break
+        if not keep:
+            break
+        keep = np.array(keep)
+        ctx.reorder(keep // V)
+        scores = candidates[keep]
+        ctx.append(keep % V)
+        # Scores only fall as beams grow; with raw log-probabilities a beam can never overtake
+        # beam_width finished hypotheses once the best live one is below them all.
+        if len(finished) >= beam_width and length_penalty == 0.0 and \
+                sorted(s for _, s in finished)[-beam_width] >= scores.max():
+            break
+    live = [(ctx.ids[i], float(scores[i])) for i in range(len(scores))]
+    ranked = sorted(finished + live, key=lambda h: -rank(h[1], len(h[0]) - prompt_len))
+    return ranked[:beam_width]
+
+
+def log_likelihood(model, ids, prompt_len: int, use_cache: bool = True) -> np.ndarray:
+    """Sum of log p(x_t | x_<t) over positions t >= prompt_len of each row of ids (B, T), in nats,
+    with the same context window the decoders use (so it scores their output as they saw it)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if not 1 <= prompt_len < ids.shape[1]:
+        raise ValueError(f"prompt_len must be in [1, {ids.shape[1]}), got {prompt_len}")
+    ctx = Context(model, ids[:, :prompt_len], use_cache)
+    total = np.zeros(len(ids))
+    for t in range(prompt_len, ids.shape[1]):
+        total += np.take_along_axis(log_softmax(ctx.logits), ids[:, t:t + 1], axis=-1)[:, 0]
+        if t + 1 < ids.shape[1]:
+            ctx.append(ids[:, t])
+    return total

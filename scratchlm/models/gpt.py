@@ -1,0 +1,252 @@
+"""A GPT-style decoder-only Transformer language model (Chapter 6; decoded in Chapter 7).
+
+The model reads ids x_1..x_T and predicts every next id at once:
+
+    h_0 = E[x_t] + P[t]                                  token + learned position embeddings
+    h   = h + Attention(LayerNorm(h))                    pre-LayerNorm residual blocks, n_layer times
+    h   = h + MLP(LayerNorm(h))                          MLP(u) = W_2 GELU(W_1 u), 4C wide
+    p(x_{t+1} | x_<=t) = softmax(LayerNorm(h_t) E^T)     output head tied to the token embedding
+
+Causal multi-head self-attention splits C = n_embd into n_head heads of size hs = C / n_head; each
+head mixes the values of the positions it may see, weighted by how well their keys match its query:
+
+    Attention_head(u) = softmax_causal(Q K^T / sqrt(hs)) V,   Q, K, V = u W_q, u W_k, u W_v
+
+and the heads' outputs are concatenated and projected back to C. The causal softmax (mask, scale,
+normalise) is one fused Numba kernel, forward and backward (`attention_kernels.py`), and the whole
+of attention is one graph node around it and four batched matrix products
+(`causal_self_attention`, the counterpart of PyTorch's scaled_dot_product_attention), with its
+backward pass written out. GELU is GPT-2's tanh approximation unless the config asks for the
+exact erf form (nanoGPT's choice); both are in scratchlm.autograd.functional.gelu.
+
+Initialisation follows GPT-2: weights ~ N(0, 0.02), biases 0, and the projections that write into
+the residual stream (attention's and the MLP's c_proj) ~ N(0, 0.02 / sqrt(2 n_layer)), so the
+stream's variance does not grow with depth. Parameter names follow nanoGPT's (wte, wpe, h.0.attn.
+c_attn.weight, ...), without its `transformer.` prefix, so weights copy across to and from PyTorch.
+
+A `KVCache` (Chapter 7) keeps every layer's keys and values, so that generating one more token runs
+the model on that token alone: `model(idx_new, cache=cache)` attends over the cached positions too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+import scratchlm.autograd.functional as F
+from scratchlm.autograd import Tensor, is_grad_enabled, no_grad
+from scratchlm.models import attention_kernels as kernels
+from scratchlm.nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, init
+from scratchlm.rng import get_rng
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 65
+    block_size: int = 64      # longest context, in tokens (number of learned positions)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = False        # biases in Linear and LayerNorm layers
+    tie_weights: bool = True  # output head shares the token-embedding matrix
+    gelu: str = "tanh"        # GPT-2's tanh approximation of GELU; "none" for the exact erf form
+
+
+def causal_softmax(scores: Tensor, scale: float) -> Tensor:
+    """Attention weights softmax(scale * scores) over the keys each query may see; (..., Tq, Tk).
+
+    With Tq < Tk the queries are the last Tq positions (the earlier keys came from a KV cache)."""
+    shape, scale = scores.shape, scores.dtype.type(scale)  # the kernels compute in the scores' dtype
+    s = np.ascontiguousarray(scores.data).reshape(-1, *shape[-2:])  # (B * nh, Tq, Tk)
+    probs = np.empty_like(s)
+    kernels.causal_softmax_forward(s, scale, probs)
+
+    def backward(g):  # the softmax's Jacobian-vector product; future entries get 0
+        ds = np.empty_like(probs)
+        kernels.causal_softmax_backward(probs, np.ascontiguousarray(g).reshape(probs.shape), scale, ds)
+        scores._accumulate(ds.reshape(shape), fresh=True)
+    return Tensor._make(probs.reshape(shape), (scores,), backward, "causal_softmax")
+
+
+def causal_self_attention(qkv: Tensor, n_head: int, dropout: float = 0.0, cache: KVCache | None = None,
+                          layer: int = 0) -> Tensor:
+    """Multi-head causal self-attention as one graph node: packed (B, T, 3C) -> (B, T, C).
+
+    The same as splitting qkv into heads and writing dropout(causal_softmax(q @ k^T, 1/sqrt(hs))) @ v
+    in Tensor ops (Chapter 6 does that, and the tests check the two agree), but the gradients of q,
+    k and v are written straight into one (B, T, 3C) array instead of being zero-padded and summed,
+    and no intermediate Tensor is kept. `dropout` zeroes attention weights with that probability
+    (training only; the mask comes from scratchlm.rng). With a `cache` (inference) the keys and
+    values of the earlier positions come from it, and these positions' are added to it."""
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    hs = C // n_head
+    scale = qkv.dtype.type(1.0 / math.sqrt(hs))
+    q, k, v = qkv.data.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs) views
+    if cache is not None:
+        if qkv.requires_grad and is_grad_enabled():
+            raise RuntimeError("the KV cache is for inference: no gradient flows through it; use no_grad()")
+        k, v = cache.extend(layer, k, v)                                     # (B, nh, Tk, hs)
+    Tk = k.shape[2]
+    scores = q @ k.swapaxes(-1, -2)                                          # (B, nh, T, Tk)
+    att = np.empty_like(scores)
+    kernels.causal_softmax_forward(scores.reshape(-1, T, Tk), scale, att.reshape(-1, T, Tk))
+    mask = None
+    if dropout > 0:                                                          # inverted dropout on P
+        mask = (get_rng().random(att.shape, dtype=att.dtype) >= dropout) * att.dtype.type(1 / (1 - dropout))
+    y = (att if mask is None else att * mask) @ v                            # (B, nh, T, hs)
+
+    def backward(g):  # g: (B, T, C) -> dq, dk, dv written into their thirds of one array
+        dy = g.reshape(B, T, n_head, hs).transpose(0, 2, 1, 3)              # (B, nh, T, hs)
+        dqkv = np.empty((B, T, 3, n_head, hs), qkv.dtype)
+        dq, dk, dv = dqkv.transpose(2, 0, 3, 1, 4)                          # views, like q, k, v
+        np.matmul((att if mask is None else att * mask).swapaxes(-1, -2), dy, out=dv)  # dV = P^T dY
+        datt = dy @ v.swapaxes(-1, -2)                                       # dP = dY V^T
+        if mask is not None:
+            datt *= mask
+        dscores = np.empty_like(datt)                                        # dS, scale included
+        kernels.causal_softmax_backward(att.reshape(-1, T, T), datt.reshape(-1, T, T), scale,
+                                        dscores.reshape(-1, T, T))
+        np.matmul(dscores, k, out=dq)                                        # dQ = dS K
+        np.matmul(dscores.swapaxes(-1, -2), q, out=dk)                       # dK = dS^T Q
+        qkv._accumulate(dqkv.reshape(B, T, C3), fresh=True)
+    return Tensor._make(y.transpose(0, 2, 1, 3).reshape(B, T, C), (qkv,), backward, "causal_self_attention")
+
+
+class KVCache:
+    """Keys and values of the positions processed so far, for every layer (Chapter 7).
+
+    Buffers of shape (n_layer, B, n_head, block_size, hs) are filled left to right; `length` is the
+    number of positions already in them. Inference only: no gradient flows through the cache."""
+
+    def __init__(self, config: GPTConfig, batch_size: int, dtype=np.float32):
+        hs = config.n_embd // config.n_head
+        shape = (config.n_layer, batch_size, config.n_head, config.block_size, hs)
+        self.k, self.v = np.zeros(shape, dtype), np.zeros(shape, dtype)
+        self.length = 0
+
+    def extend(self, layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Write the new positions' k, v (B, nh, T, hs) of `layer`; return all keys and values so far."""
+        end = self.length + k.shape[2]
+        self.k[layer, :, :, self.length:end] = k
+        self.v[layer, :, :, self.length:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def reorder(self, rows: np.ndarray) -> None:
+        """Keep batch rows `rows` (in that order, repeats allowed): beam search follows its beams."""
+        self.k, self.v = self.k[:, rows], self.v[:, rows]
+
+
+class CausalSelfAttention(Module):
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0, "n_embd must be a multiple of n_head"
+        self.n_head, self.layer, self.attn_dropout = config.n_head, layer, config.dropout
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v of all heads
+        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = Dropout(config.dropout)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        p = self.attn_dropout if self.training else 0.0
+        y = causal_self_attention(self.c_attn(x), self.n_head, p, cache, self.layer)  # (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = GELU(approximate=config.gelu)
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(Module):
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, layer)
+        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(Module):
+    def __init__(self, config: GPTConfig, dtype=np.float32):
+        super().__init__()
+        self.config = config
+        self.wte = Embedding(config.vocab_size, config.n_embd)
+        self.wpe = Embedding(config.block_size, config.n_embd)
+        self.drop = Dropout(config.dropout)
+        self.h = ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.ln_f = LayerNorm(config.n_embd, bias=config.bias)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.wte.weight  # one (V, C) matrix reads and writes tokens
+        self._init_weights(dtype)
+
+    def _init_weights(self, dtype) -> None:
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, p in self.named_parameters():
+            p.data = p.data.astype(dtype, copy=False)
+            if name.endswith("c_proj.weight"):
+                init.normal_(p, 0.0, residual_std)
+            elif p.ndim == 2:                      # Linear and Embedding weights
+                init.normal_(p, 0.0, 0.02)
+            elif name.endswith("bias"):
+                init.zeros_(p)                     # LayerNorm weights stay 1
+
+    @property
+    def block_size(self) -> int:
+        return self.config.block_size
+
+    def num_parameters(self, non_embedding: bool = True) -> int:
+        """Parameter count; by default without the position embeddings (as GPT-2 papers count)."""
+        n = sum(p.size for p in self.parameters())
+        return n - self.wpe.weight.size if non_embedding else n
+
+    def forward(self, idx, targets=None, cache: KVCache | None = None):
+        """idx (B, T) ids -> (logits (B, T, V) Tensor, mean cross-entropy in nats or None).
+
+        `targets` (B, T) are the next ids (-1 = ignore that position). With a `cache`, idx are the
+        positions after the cached ones, and the cache is extended with them."""
+        idx = np.asarray(idx)
+        B, T = idx.shape
+        start = 0 if cache is None else cache.length
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} tokens is longer than block_size "
+                             f"{self.config.block_size}")
+        pos = np.arange(start, start + T)
+        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C) + (T, C)
+        for block in self.h:
+            x = block(x, cache)
+        if cache is not None:
+            cache.length += T
+        logits = self.lm_head(self.ln_f(x))           # (B, T, V)
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.reshape(B * T, -1), np.asarray(targets).reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    def new_cache(self, batch_size: int) -> KVCache:
+        return KVCache(self.config, batch_size, self.wte.weight.dtype)
+
+    def next_logits(self, idx, cache: KVCache | None = None) -> np.ndarray:
+        """Logits (B, V) of the token after each row of idx (B, T) (Chapter 7's decoding interface).
+
+        Without a cache the last block_size ids are the context; with one, idx are the new ids."""
+        idx = np.asarray(idx)
+        if cache is None:
+            idx = idx[:, -self.config.block_size:]
+        with no_grad():
+            logits, _ = self(idx, cache=cache)
+        return logits.data[:, -1]

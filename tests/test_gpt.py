@@ -1,0 +1,241 @@
+"""The GPT (Chapter 6): fused causal-softmax kernels against their NumPy twins, gradient checks,
+parity with an identical PyTorch model, and the KV cache against full recomputation."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from scratchlm.autograd import Tensor, gradcheck, no_grad
+from scratchlm.models import attention_kernels as K
+import scratchlm.autograd.functional as F
+from scratchlm.models.gpt import GPT, GPTConfig, causal_self_attention, causal_softmax
+from scratchlm.rng import manual_seed
+
+TINY = GPTConfig(vocab_size=7, block_size=6, n_layer=2, n_head=2, n_embd=8)
+
+
+def tiny_gpt(config=TINY, dtype=np.float64, seed=0) -> GPT:
+    manual_seed(seed)
+    model = GPT(config, dtype=dtype)
+    rng = np.random.default_rng(seed + 1)
+    for p in model.parameters():  # move every weight off its initial value (LayerNorm gains = 1)
+        p.data += rng.normal(0, 0.1, p.shape).astype(dtype)
+    return model
+
+
+def ids(config, B, T, seed=0):
+    return np.random.default_rng(seed).integers(0, config.vocab_size, (B, T))
+
+
+# ---- kernels ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("Tq,Tk", [(1, 1), (5, 5), (64, 64), (1, 9), (3, 8)])
+def test_kernels_match_numpy_twins(dtype, Tq, Tk):
+    rng = np.random.default_rng(Tq * 100 + Tk)
+    scores = (3 * rng.standard_normal((6, Tq, Tk))).astype(dtype)
+    grad = rng.standard_normal((6, Tq, Tk)).astype(dtype)
+    scale = dtype(0.35)
+    probs, ref = np.empty_like(scores), np.empty_like(scores)
+    K.causal_softmax_forward(scores, scale, probs)
+    K.causal_softmax_forward_ref(scores, scale, ref)
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(probs, ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=tol)
+    assert np.all(probs[:, ~K.causal_mask(Tq, Tk)] == 0)  # no weight on the future
+    back, back_ref = np.empty_like(scores), np.empty_like(scores)
+    K.causal_softmax_backward(probs, grad, scale, back)
+    K.causal_softmax_backward_ref(ref, grad, scale, back_ref)
+    np.testing.assert_allclose(back, back_ref, rtol=tol, atol=tol)
+
+
+def test_kernel_is_stable_for_huge_scores():
+    for dtype in (np.float32, np.float64):
+        scores = np.array([[[1e4, -1e4, 0.0], [3e4, 3e4, -3e4], [1e30, 1e30, 1e30]]], dtype)
+        probs = np.empty_like(scores)
+        K.causal_softmax_forward(scores, dtype(1.0), probs)
+        np.testing.assert_allclose(probs[0], [[1, 0, 0], [0.5, 0.5, 0], [1 / 3, 1 / 3, 1 / 3]], rtol=1e-6)
+
+
+def test_causal_mask():
+    assert K.causal_mask(2, 4).tolist() == [[True, True, True, False], [True, True, True, True]]
+
+
+# ---- gradients --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("Tq,Tk", [(4, 4), (2, 5)])
+def test_causal_softmax_gradcheck(Tq, Tk):
+    scores = Tensor(np.random.default_rng(0).standard_normal((2, 3, Tq, Tk)), requires_grad=True)
+    assert gradcheck(lambda s: causal_softmax(s, 0.7), [scores]) <= 1e-6
+
+
+def composed_attention(qkv, n_head, mask=None):
+    """Attention in Tensor ops, head by head: what causal_self_attention fuses. mask (B, nh, T, T)
+    multiplies the attention weights (dropout)."""
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    hs = C // n_head
+    heads = []
+    for h in range(n_head):
+        q, k, v = (qkv[:, :, i * C + h * hs: i * C + (h + 1) * hs] for i in range(3))  # (B, T, hs)
+        att = causal_softmax(q @ k.transpose(0, 2, 1), 1 / np.sqrt(hs))             # (B, T, T)
+        heads.append((att if mask is None else att * mask[:, h]) @ v)
+    return F.concatenate(heads, axis=-1)                                            # (B, T, C)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_fused_attention_equals_tensor_ops(dropout):
+    qkv = Tensor(np.random.default_rng(0).standard_normal((2, 5, 12)), requires_grad=True)
+    twin = Tensor(qkv.data.copy(), requires_grad=True)
+    g = np.random.default_rng(1).standard_normal((2, 5, 4))
+    manual_seed(3)
+    y = causal_self_attention(qkv, 2, dropout)
+    y.backward(g)
+    mask = (manual_seed(3).random((2, 2, 5, 5)) >= dropout) / (1 - dropout)  # the op's draws
+    expected = composed_attention(twin, 2, mask if dropout else None)
+    expected.backward(g)
+    np.testing.assert_allclose(y.data, expected.data, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(qkv.grad, twin.grad, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_fused_attention_gradcheck(dropout):
+    qkv = Tensor(np.random.default_rng(0).standard_normal((2, 4, 18)), requires_grad=True)
+
+    def fn(x):
+        manual_seed(5)  # the same dropout mask on every call
+        return causal_self_attention(x, 3, dropout)
+    assert gradcheck(fn, [qkv]) <= 1e-6
+
+
+def _loss_of_parameters(model, x, y):
+    """fn(*tensors) for gradcheck: the model's loss with `tensors` standing in for its parameters."""
+    named = list(model.named_parameters())
+    modules = dict(model.named_modules())
+    slots = {}  # id(parameter) -> every (module, attribute) holding it (tied weights: two)
+    for name, p in model.named_parameters(remove_duplicate=False):
+        module, _, attr = name.rpartition(".")
+        slots.setdefault(id(p), []).append((modules[module], attr))
+
+    def fn(*tensors):
+        for (_, p), t in zip(named, tensors):
+            for module, attr in slots[id(p)]:
+                object.__setattr__(module, attr, t)  # bypass registration: a temporary stand-in
+        try:
+            return model(x, y)[1]
+        finally:
+            for _, p in named:
+                for module, attr in slots[id(p)]:
+                    object.__setattr__(module, attr, p)
+    return fn, [Tensor(p.data, requires_grad=True) for _, p in named]
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_gpt_gradcheck(bias):
+    config = GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=2, n_embd=4, bias=bias)
+    model = tiny_gpt(config)
+    x, y = ids(config, 2, 4, seed=1), ids(config, 2, 4, seed=2)
+    y[0, 1] = -1  # ignored position
+    fn, params = _loss_of_parameters(model, x, y)
+    assert gradcheck(fn, params) <= 1e-6
+
+
+def test_untied_head_and_names():
+    model = tiny_gpt(GPTConfig(**{**TINY.__dict__, "tie_weights": False}))
+    names = [n for n, _ in model.named_parameters()]
+    assert names[:2] == ["wte.weight", "wpe.weight"] and names[-1] == "lm_head.weight"
+    assert "h.1.attn.c_attn.weight" in names and "h.0.mlp.c_proj.weight" in names
+    tied = tiny_gpt()
+    assert tied.lm_head.weight is tied.wte.weight
+    assert len(tied.parameters()) == len(model.parameters()) - 1
+
+
+def test_gpt2_initialisation():
+    manual_seed(0)
+    config = GPTConfig(n_layer=8, n_embd=256, bias=True)
+    model = GPT(config)
+    std = dict((n, p.data.std()) for n, p in model.named_parameters())
+    assert abs(std["h.0.attn.c_attn.weight"] - 0.02) < 1e-3
+    assert abs(std["h.3.mlp.c_proj.weight"] - 0.02 / np.sqrt(16)) < 1e-4
+    assert np.all(model.h[0].ln_1.weight.data == 1) and np.all(model.h[0].mlp.c_fc.bias.data == 0)
+    assert model.wte.weight.dtype == np.float32
+
+
+def test_loss_at_initialisation_is_log_vocab():
+    manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=65))
+    _, loss = model(ids(model.config, 4, 64), ids(model.config, 4, 64, seed=1))
+    assert abs(loss.item() - np.log(65)) < 0.05  # small init: nearly uniform predictions
+
+
+def test_rejects_sequences_longer_than_block_size():
+    with pytest.raises(ValueError, match="block_size"):
+        tiny_gpt()(ids(TINY, 1, TINY.block_size + 1))
+
+
+def test_dropout_only_in_training_mode():
+    model = tiny_gpt(GPTConfig(**{**TINY.__dict__, "dropout": 0.5}))
+    x = ids(TINY, 2, 5)
+    a, b = model(x)[0].data, model(x)[0].data
+    assert not np.allclose(a, b)
+    model.eval()
+    np.testing.assert_array_equal(model(x)[0].data, model(x)[0].data)
+
+
+# ---- parity with PyTorch ----------------------------------------------------------------------
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_gpt", K.__file__.rsplit("scratchlm", 1)[0]
+                                                  + "benchmarks/bench_gpt.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("tie_weights,bias", [(True, False), (False, True)])
+def test_matches_pytorch_float64(tie_weights, bias):
+    torch = pytest.importorskip("torch")
+    bench = _bench()
+    config = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, bias=bias,
+                       tie_weights=tie_weights)
+    model = tiny_gpt(config)
+    x, y = ids(config, 3, 8, seed=3), ids(config, 3, 8, seed=4)
+    y[1, :3] = -1
+    logits, loss = model(x, y)
+    loss.backward()
+
+    params = bench.torch_parameters(model)
+    t_logits, t_loss = bench.torch_gpt_loss(params, config, torch.from_numpy(x), torch.from_numpy(y))
+    t_loss.backward()
+
+    def rel(a, b):
+        return np.abs(a - b).max() / np.abs(b).max()
+    assert rel(logits.data, t_logits.detach().numpy()) < 1e-6
+    assert abs(loss.item() - t_loss.item()) < 1e-6 * abs(t_loss.item())
+    for name, p in model.named_parameters():
+        assert rel(p.grad, params[name].grad.numpy()) < 1e-6, name
+
+
+# ---- KV cache ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_kv_cache_matches_full_forward(dtype, tol):
+    model = tiny_gpt(dtype=dtype)
+    x = ids(TINY, 3, TINY.block_size)
+    with no_grad():
+        full = model(x)[0].data                                  # (B, T, V)
+        cache = model.new_cache(3)
+        pieces = [model(x[:, :2], cache=cache)[0].data]          # a 2-token prompt, then one at a time
+        pieces += [model(x[:, t:t + 1], cache=cache)[0].data for t in range(2, TINY.block_size)]
+    assert cache.length == TINY.block_size
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), full, rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match="block_size"):
+        model(x[:, :1], cache=cache)
+
+
+def test_next_logits_crops_to_block_size():
+    model = tiny_gpt()
+    x = ids(TINY, 2, 10)
+    np.testing.assert_array_equal(model.next_logits(x), model.next_logits(x[:, -TINY.block_size:]))
+    np.testing.assert_allclose(model.next_logits(x[:, :4]), model(x[:, :4])[0].data[:, -1])
