@@ -227,3 +227,20 @@ def test_errors_name_the_problem():
         F.dropout(x, 1.5)
     with pytest.raises(TypeError, match="floating"):
         F.softmax(np.arange(4))
+
+
+def test_cross_entropy_backward_twice_and_scaled():
+    """The forward writes the gradient once; later backward calls recompute it, scaled by g."""
+    x = t(5, 6)
+    loss = F.cross_entropy(x, TARGETS)
+    loss.backward()
+    first = x.grad.copy()
+    x.grad *= 100.0                                 # the handed-out array is the leaf's to modify
+    x.zero_grad()
+    (loss * 3.0).backward()
+    np.testing.assert_allclose(x.grad, 3 * first, rtol=1e-12)
+    per_row = F.cross_entropy(x, TARGETS, reduction="none")
+    x.zero_grad()
+    w = np.arange(5.0)
+    per_row.backward(w)
+    np.testing.assert_allclose(x.grad, first * len(TARGETS) * w[:, None], rtol=1e-12)

@@ -57,6 +57,9 @@ CASES = {
     "cross_entropy_forward": lambda rng, s, d, kind: (
         (logits(rng, s, d, kind), targets(rng, *s), IGNORE), _out(rng, (s[0], d), (s[0], d), (s[0], d))),
     "cross_entropy_backward": lambda rng, s, d, kind: _ce_backward_inputs(rng, s, d, kind),
+    "cross_entropy_forward_backward": lambda rng, s, d, kind: (
+        (logits(rng, s, d, kind), targets(rng, *s), IGNORE, rng.uniform(0.1, 2.0, size=s[0]).astype(d)),
+        _out(rng, (s[0], d), (s[0], d), (s[0], d), (s, d))),
     "layer_norm_forward": lambda rng, s, d, kind: (
         (_ln_x(rng, s, d, kind), rng.normal(size=s[1]).astype(d), rng.normal(size=s[1]).astype(d), 1e-5),
         _out(rng, (s, d), (s[0], d), (s[0], d))),

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratchlm.autograd import kernels
-from scratchlm.autograd.tensor import Tensor
+from scratchlm.autograd.tensor import Tensor, is_grad_enabled
 from scratchlm.rng import get_rng
 
 _NO_IGNORE = np.iinfo(np.int64).min    # an ignore_index no target can equal
@@ -105,21 +105,34 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, reduction: s
     _check_range(t, V, "cross_entropy", "target", ignore)
 
     x = np.ascontiguousarray(logits.data)
+    n = N if ignore_index is None else int(np.count_nonzero(t != ignore))
+    weight = (1.0 / n if n else 0.0) if reduction == "mean" else 1.0   # dL/dloss_i; all ignored: 0
     loss, row_max, log_sum = np.empty(N, x.dtype), np.empty(N, x.dtype), np.empty(N, x.dtype)
-    kernels.cross_entropy_forward(x, t, ignore, loss, row_max, log_sum)
-    if reduction == "none":
-        out, weight = loss, 1.0
-    elif reduction == "sum":
-        out, weight = loss.sum(dtype=np.float64), 1.0
-    else:
-        n = N if ignore_index is None else int(np.count_nonzero(t != ignore))
-        out, weight = (loss.sum(dtype=np.float64) / n, 1.0 / n) if n else (np.nan, 0.0)
-
-    def backward(g):               # dL/dlogits_i = (softmax_i - onehot_i) * dL/dloss_i
-        scale = np.ascontiguousarray(np.broadcast_to(g * weight, (N,)), dtype=x.dtype)
+    dx = None
+    if logits.requires_grad and is_grad_enabled():  # training: write the gradient in the same pass
         dx = np.empty_like(x)
-        kernels.cross_entropy_backward(x, t, row_max, log_sum, scale, ignore, dx)
-        logits._accumulate(dx, fresh=True)
+        kernels.cross_entropy_forward_backward(x, t, ignore, np.full(N, weight, x.dtype), loss, row_max,
+                                               log_sum, dx)
+    else:
+        kernels.cross_entropy_forward(x, t, ignore, loss, row_max, log_sum)
+    if reduction == "none":
+        out = loss
+    elif reduction == "sum":
+        out = loss.sum(dtype=np.float64)
+    else:
+        out = loss.sum(dtype=np.float64) / n if n else np.nan
+
+    def backward(g):               # dL/dlogits_i = (softmax_i - onehot_i) * weight * g_i
+        nonlocal dx
+        if dx is None:             # not written by the forward, or already handed out: recompute
+            grad = np.empty_like(x)
+            scale = np.ascontiguousarray(np.broadcast_to(g * weight, (N,)), dtype=x.dtype)
+            kernels.cross_entropy_backward(x, t, row_max, log_sum, scale, ignore, grad)
+        else:                      # the forward's, used once (it becomes a .grad others may modify)
+            grad, dx = dx, None
+            if np.any(g != 1):
+                grad *= (g if reduction != "none" else g[:, None])
+        logits._accumulate(grad, fresh=True)
     return Tensor._make(np.asarray(out, dtype=x.dtype), (logits,), backward, "cross_entropy")
 
 
