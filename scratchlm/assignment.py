@@ -1,0 +1,515 @@
+"""Course assignments from the one codebase: exercise regions, student copies, grading.
+
+The reference solutions are the library code itself. A teacher marks the heart of a function as an
+exercise region; a student copy replaces the region's body with a `raise NotImplementedError`, and
+the grader runs the tests marked for that exercise. (`scratchlm assignment --help` lists the
+commands; docs/teachers.md walks through them.)
+
+Region format. Inside a function body, on lines of their own, at the indentation of the code they
+enclose:
+
+    def continuation_count(counts):
+        \"\"\"Docstring stays visible to students.\"\"\"
+        # BEGIN SOLUTION 2.3: Kneser–Ney continuation counts (chapters/ch02_smoothing.py §2.3)
+        ...reference solution...
+        # END SOLUTION
+
+The BEGIN line is `# BEGIN SOLUTION <id>: <title> (<chapter script> §<section>)` where
+  - <id> is `<chapter>.<n>` (both positive, no leading zeros): exercise n of that chapter;
+  - <title> is a short phrase without `"` or `\\`;
+  - <chapter script> is `chapters/chNN_<name>.py` for the same chapter (it must exist), and
+    <section> one of its sections, `2.3`, whose heading comment `# 2.3 ...` is in that script.
+Regions do not nest, ids are unique across the library, and the body must be whole statements of
+the one block that the markers' indentation is in. The student copy keeps both marker lines and puts
+in between, at that indentation,
+
+        raise NotImplementedError("Exercise 2.3: Kneser–Ney continuation counts — see chapters/ch02_smoothing.py §2.3")
+
+Tests for exercise 2.3 carry `@pytest.mark.ex2_3` (registered in setup.cfg); `check_tests` checks
+that every region has one and that no marker is left without a region.
+
+Grading runs `python -m pytest -m "ex2_1 or ex2_3"` in the tree being graded, with this module as a
+pytest plugin (`-p scratchlm.assignment`) that records each test's exercise ids in pytest's JUnit
+XML, which is then read back. Each exercise is worth 1 point; a student gets the fraction of its
+tests that pass (skipped counts as not passed). `gradescope_results` turns that into Gradescope's
+results.json: {"score": total, "execution_time": seconds, "output": text, "tests": [{"name",
+"number", "score", "max_score", "status", "output"}, ...]}, one entry per exercise.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tokenize
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from scratchlm.chapter import REPO_ROOT
+
+PACKAGES = ("scratchlm",)  # the folders scanned for regions, relative to the project root
+
+_MARKER = re.compile(r"#\s*(BEGIN|END)\s+SOLUTION\b")
+_BEGIN = re.compile(r"# BEGIN SOLUTION (?P<id>[^\s:]+): (?P<title>.+?) \((?P<chapter_file>\S+) §(?P<section>\S+)\)")
+_ID = re.compile(r"([1-9]\d*)\.([1-9]\d*)")
+_MARK_NAME = re.compile(r"ex([1-9]\d*)_([1-9]\d*)")
+_BEGIN_FORMAT = "# BEGIN SOLUTION <chapter>.<n>: <title> (chapters/chNN_<name>.py §<section>)"
+
+
+class AssignmentError(ValueError):
+    """Malformed exercise regions (one `file:line: problem` line each), an unknown exercise or
+    chapter, or an unusable --out folder."""
+
+
+class GradingError(RuntimeError):
+    """pytest could not be run on the tree (no JUnit XML came back)."""
+
+
+@dataclass(frozen=True)
+class Region:
+    id: str              # "2.3"
+    title: str           # "Kneser–Ney continuation counts"
+    chapter_file: str    # "chapters/ch02_smoothing.py"
+    section: str         # "2.3"
+    path: Path           # the library file, relative to the project root
+    begin: int           # 1-based line of `# BEGIN SOLUTION`
+    end: int             # 1-based line of `# END SOLUTION`
+    indent: str          # the markers' indentation
+
+    @property
+    def chapter(self) -> int:
+        return int(self.id.split(".")[0])
+
+    @property
+    def marker(self) -> str:
+        """The pytest marker of this exercise's tests: 2.3 -> ex2_3."""
+        return "ex" + self.id.replace(".", "_")
+
+    @property
+    def stub_message(self) -> str:
+        return f"Exercise {self.id}: {self.title} — see {self.chapter_file} §{self.section}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.begin}"
+
+
+def id_key(exercise_id: str) -> tuple[int, int]:
+    """Sort key: 2.10 after 2.9."""
+    chapter, n = exercise_id.split(".")
+    return int(chapter), int(n)
+
+
+# Scanning -------------------------------------------------------------------------------------------
+
+def scan(root: Path = REPO_ROOT, packages: tuple[str, ...] | None = None) -> list[Region]:
+    """Every exercise region under root/<package>/**/*.py, sorted by id; AssignmentError lists all problems."""
+    root = Path(root)
+    regions: list[Region] = []
+    errors: list[str] = []
+    for package in packages or PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            found, problems = _scan_file(root, path.relative_to(root))
+            regions += found
+            errors += problems
+    first: dict[str, Region] = {}
+    for r in regions:
+        if r.id in first:
+            errors.append(f"{r.where}: duplicate exercise id {r.id} (also at {first[r.id].where})")
+        first.setdefault(r.id, r)
+    if errors:
+        raise AssignmentError("\n".join(errors))
+    return sorted(regions, key=lambda r: id_key(r.id))
+
+
+def _scan_file(root: Path, rel: Path) -> tuple[list[Region], list[str]]:
+    source = (root / rel).read_text(encoding="utf-8")
+    if "SOLUTION" not in source:
+        return [], []
+    lines = source.splitlines(keepends=True)
+    try:
+        ast.parse(source)
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (SyntaxError, ValueError, tokenize.TokenError):
+        tokens = None  # a student's broken file: find its markers line by line, skip the structure checks
+    if tokens is None:
+        comments = [(row, len(line) - len(line.lstrip()), line.strip())
+                    for row, line in enumerate(lines, 1) if _MARKER.match(line.lstrip())]
+    else:
+        comments = [(tok.start[0], tok.start[1], tok.string) for tok in tokens
+                    if tok.type == tokenize.COMMENT and _MARKER.match(tok.string)]
+
+    # Where each logical line starts (row -> column): the statements a region may not dedent past.
+    starts, at_start = {}, True
+    for tok in tokens or []:
+        if tok.type in (tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
+            continue
+        if at_start:
+            starts[tok.start[0]] = tok.start[1]
+        at_start = tok.type == tokenize.NEWLINE
+
+    regions, errors, open_ = [], [], None  # open_: (row, match or None if bad, indent) of the unclosed BEGIN
+    for row, col, comment in comments:
+        where = f"{rel}:{row}"
+        indent = lines[row - 1][:col]
+        if indent.strip():
+            errors.append(f"{where}: a SOLUTION marker must be on a line of its own")
+            continue
+        text = comment.rstrip()
+        if text.startswith("# BEGIN"):
+            if open_:
+                errors.append(f"{where}: BEGIN SOLUTION inside the region opened at line {open_[0]} "
+                              "(regions do not nest; close it with `# END SOLUTION` first)")
+                continue
+            m = _BEGIN.fullmatch(text)
+            if not m:
+                errors.append(f"{where}: malformed BEGIN line {text!r}; expected {_BEGIN_FORMAT!r}")
+                continue
+            problem = _check_begin(root, m)
+            if problem:
+                errors.append(f"{where}: {problem}")
+            open_ = (row, None if problem else m, indent)
+        elif text != "# END SOLUTION":
+            errors.append(f"{where}: malformed END line {text!r}; expected '# END SOLUTION'")
+        elif not open_:
+            errors.append(f"{where}: END SOLUTION without a BEGIN SOLUTION before it")
+        else:
+            begin, m, begin_indent = open_
+            open_ = None
+            if indent != begin_indent:
+                errors.append(f"{where}: END SOLUTION is not indented like its BEGIN SOLUTION "
+                              f"(line {begin})")
+                continue
+            dedented = [r for r, c in starts.items() if begin < r < row and c < len(indent)]
+            if dedented:
+                errors.append(f"{rel}:{dedented[0]}: statement indented less than the markers of "
+                              f"the region at lines {begin}-{row}; a region holds statements of one block")
+                continue
+            if m is None:  # its BEGIN line's problem is already reported
+                continue
+            region = Region(m["id"], m["title"], m["chapter_file"], m["section"], rel, begin, row, indent)
+            problem = tokens and _check_in_function(source, region)
+            if problem:
+                errors.append(f"{region.where}: {problem}")
+            else:
+                regions.append(region)
+    if open_:
+        errors.append(f"{rel}:{open_[0]}: BEGIN SOLUTION never closed with `# END SOLUTION`")
+    return regions, errors
+
+
+def _check_begin(root: Path, m: re.Match) -> str | None:
+    """What is wrong with a well-formed BEGIN line's id, title and chapter pointer, or None."""
+    idm = _ID.fullmatch(m["id"])
+    if not idm:
+        return f"bad exercise id {m['id']!r}: expected <chapter>.<n> such as 2.3"
+    chapter = int(idm[1])
+    if '"' in m["title"] or "\\" in m["title"]:
+        return f"the title {m['title']!r} may not contain \" or \\"
+    if not re.fullmatch(rf"chapters/ch{chapter:02d}_\w+\.py", m["chapter_file"]):
+        return (f"exercise {m['id']} points to {m['chapter_file']!r}; expected a chapter {chapter} "
+                f"script chapters/ch{chapter:02d}_<name>.py")
+    if not re.fullmatch(rf"{chapter}(\.\d+)+", m["section"]):
+        return f"section §{m['section']} is not a section of chapter {chapter}"
+    script = root / m["chapter_file"]
+    if not script.is_file():
+        return f"{m['chapter_file']} does not exist"
+    heading = re.compile(rf"^#\s*§?{re.escape(m['section'])}\s", re.MULTILINE)
+    if not heading.search(script.read_text(encoding="utf-8")):
+        return f"{m['chapter_file']} has no section heading `# {m['section']} ...`"
+    return None
+
+
+def _check_in_function(source: str, region: Region) -> str | None:
+    """Strip the region alone and check that the file still parses with the raise inside a function."""
+    try:
+        tree = ast.parse(strip(source, [region]))
+    except SyntaxError as e:
+        return (f"region {region.id} (lines {region.begin}-{region.end}) must hold whole statements of "
+                f"one block: without its body the file is not valid Python ({e.msg}, line {e.lineno})")
+    line = region.begin + 1
+    scopes = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+              and n.body[0].lineno <= line <= n.end_lineno]
+    innermost = max(scopes, key=lambda n: n.lineno, default=None)
+    if not isinstance(innermost, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        where = "a class body" if innermost else "module level"
+        return f"region {region.id} is at {where}; a region must be inside a function body"
+    return None
+
+
+# Student copies --------------------------------------------------------------------------------------
+
+def strip(source: str, regions: list[Region]) -> str:
+    """`source` with each region's body (the lines between its markers) replaced by the stub raise."""
+    lines = source.splitlines(keepends=True)
+    for r in sorted(regions, key=lambda r: r.begin, reverse=True):
+        newline = lines[r.begin - 1][len(lines[r.begin - 1].rstrip("\r\n")):] or "\n"
+        lines[r.begin:r.end - 1] = [f'{r.indent}raise NotImplementedError("{r.stub_message}"){newline}']
+    return "".join(lines)
+
+
+def select(regions: list[Region], exercises: list[str] | None = None,
+           chapters: list[int] | None = None) -> list[Region]:
+    """The regions named by id or by chapter; all of them when neither is given."""
+    if not regions:
+        raise AssignmentError("there are no exercise regions in this project")
+    known = {r.id: r for r in regions}
+    if exercises:
+        unknown = [e for e in exercises if e not in known]
+        if unknown:
+            raise AssignmentError(f"no exercise {unknown[0]}; the exercises are {', '.join(known)}")
+        return [known[e] for e in sorted(set(exercises), key=id_key)]
+    if chapters:
+        have = sorted({r.chapter for r in regions})
+        missing = [c for c in chapters if c not in have]
+        if missing:
+            raise AssignmentError(f"chapter {missing[0]} has no exercises; chapters with exercises: {have}")
+        return [r for r in regions if r.chapter in chapters]
+    return list(regions)
+
+
+_SKIP_DIRS = {".git", ".hg", ".venv", "venv", ".ci-venv", "__pycache__", ".pytest_cache", ".hypothesis",
+              "build", "dist"}
+_SKIP_SUFFIXES = (".pyc", ".pyo", ".nbi", ".nbc", ".egg-info")
+
+
+def project_files(root: Path) -> list[Path]:
+    """The project's files, relative to root: what git would commit (tracked, plus untracked files
+    that .gitignore does not exclude); outside a git work tree, every file but version control,
+    virtual environments, caches and build outputs. Never .git or bytecode: both hold the solutions."""
+    root = Path(root)
+    try:
+        proc = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                              cwd=root, capture_output=True)
+        listed = proc.stdout.decode("utf-8", "surrogateescape").split("\0") if proc.returncode == 0 else None
+    except FileNotFoundError:  # no git installed
+        listed = None
+    if listed is not None:
+        return sorted({Path(p) for p in listed if p and (root / p).is_file()})
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.endswith(_SKIP_SUFFIXES))
+        files += [Path(dirpath, f).relative_to(root) for f in filenames if not f.endswith(_SKIP_SUFFIXES)]
+    return sorted(files)
+
+
+def student_copy(root: Path, out: Path, chosen: list[Region], force: bool = False) -> int:
+    """Write the project at `root` to `out` with the chosen regions stripped; returns the file count.
+
+    Refuses a non-empty `out` unless `force` (then files are overwritten, none deleted), and an `out`
+    inside the project. The copy is written beside `out` first and moved into place."""
+    root, out = Path(root).resolve(), Path(out).resolve()
+    if out == root or root in out.parents:
+        raise AssignmentError(f"{out} is inside the project {root}; write the student copy elsewhere")
+    if out.exists() and not out.is_dir():
+        raise AssignmentError(f"{out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise AssignmentError(f"{out} is not empty; pass --force to write into it anyway")
+    by_file: dict[Path, list[Region]] = {}
+    for r in chosen:
+        by_file.setdefault(r.path, []).append(r)
+    files = project_files(root)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp"))
+    try:
+        shutil.copymode(root, staging)  # mkdtemp makes it private; the copy gets the project's mode
+        for rel in files:
+            dst = staging / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if rel in by_file:
+                with open(root / rel, encoding="utf-8", newline="") as f:
+                    source = f.read()
+                with open(dst, "w", encoding="utf-8", newline="") as f:
+                    f.write(strip(source, by_file[rel]))
+            else:
+                shutil.copy2(root / rel, dst)
+        if out.exists() and any(out.iterdir()):  # --force: move file by file over what is there
+            for rel in files:
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / rel, out / rel)
+        else:
+            if out.exists():
+                out.rmdir()
+            os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return len(files)
+
+
+# Tests per exercise -----------------------------------------------------------------------------------
+
+def check_tests(root: Path, regions: list[Region]) -> list[str]:
+    """Problems linking regions to tests: an exercise without a test marked for it, a test marker or a
+    registered marker without an exercise, an exercise marker not registered in setup.cfg."""
+    root = Path(root)
+    used: dict[str, str] = {}  # marker -> first test file:line using it
+    for path in sorted((root / "tests").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):  # `<...>.mark.exN_M` in code, not in strings
+            if (isinstance(node, ast.Attribute) and _MARK_NAME.fullmatch(node.attr)
+                    and isinstance(node.value, ast.Attribute) and node.value.attr == "mark"):
+                used.setdefault(node.attr, f"{path.relative_to(root)}:{node.lineno}")
+    registered = set()
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(root / "setup.cfg", encoding="utf-8")
+    for line in cfg.get("tool:pytest", "markers", fallback="").splitlines():
+        name = line.split(":")[0].strip()
+        if _MARK_NAME.fullmatch(name):
+            registered.add(name)
+    problems = []
+    markers = {r.marker: r for r in regions}
+    for marker, r in markers.items():
+        if marker not in used:
+            problems.append(f"exercise {r.id} ({r.where}) has no test marked @pytest.mark.{marker} in tests/")
+        if marker not in registered:
+            problems.append(f"marker {marker} of exercise {r.id} is not registered in setup.cfg "
+                            f"([tool:pytest] markers)")
+    problems += [f"{where}: marker {m} names no exercise region" for m, where in used.items() if m not in markers]
+    problems += [f"setup.cfg registers marker {m} but there is no such exercise"
+                 for m in sorted(registered - set(markers))]
+    return problems
+
+
+# Grading ---------------------------------------------------------------------------------------------
+
+def pytest_collection_modifyitems(items):
+    """pytest hook (this module is loaded with `-p scratchlm.assignment` when grading): record each
+    test's exercise ids, from its `exN_M` markers, as JUnit properties named "exercise"."""
+    for item in items:
+        for mark in item.iter_markers():
+            m = _MARK_NAME.fullmatch(mark.name)
+            if m:
+                item.user_properties.append(("exercise", f"{m[1]}.{m[2]}"))
+
+
+@dataclass(frozen=True)
+class TestResult:
+    __test__ = False  # not a pytest test class
+
+    name: str                    # "tests.test_counts.test_bigram_counts[3]"
+    exercises: tuple[str, ...]   # the ids of its exN_M markers
+    outcome: str                 # "passed", "failed", "error" or "skipped"
+    message: str                 # the failure's one-line message ("" when passed)
+    details: str                 # the traceback or skip reason pytest reported
+
+
+def run_tests(root: Path, marker_expr: str, paths: list[str] | None = None,
+              timeout: float | None = None) -> tuple[list[TestResult], str]:
+    """Run `python -m pytest -m marker_expr [paths]` in root; (one result per test, pytest's output).
+
+    Collection errors do not stop the run (a student's broken module costs only the tests that import
+    it); a timeout returns no results and says so in the output."""
+    with tempfile.TemporaryDirectory() as tmp:
+        junit = Path(tmp) / "junit.xml"
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "scratchlm.assignment", "-p", "no:cacheprovider",
+               "--continue-on-collection-errors", "--junitxml", str(junit), "-m", marker_expr, *(paths or [])]
+        try:
+            proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return [], f"the tests did not finish within {timeout:g} s"
+        output = proc.stdout + proc.stderr
+        if not junit.is_file():
+            raise GradingError(f"pytest did not run in {root} (exit {proc.returncode}):\n{output[-3000:]}")
+        return _read_junit(junit), output
+
+
+def _read_junit(path: Path) -> list[TestResult]:
+    results = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        exercises = tuple(p.get("value") for p in case.iter("property") if p.get("name") == "exercise")
+        outcome, message, details = "passed", "", ""
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                outcome = {"failure": "failed"}.get(child.tag, child.tag)
+                message, details = child.get("message", ""), (child.text or "")
+                break
+        name = f"{case.get('classname')}.{case.get('name')}" if case.get("classname") else case.get("name", "")
+        results.append(TestResult(name, exercises, outcome, message, details))
+    return results
+
+
+@dataclass(frozen=True)
+class ExerciseScore:
+    region: Region
+    tests: list[TestResult]
+
+    @property
+    def passed(self) -> int:
+        return sum(t.outcome == "passed" for t in self.tests)
+
+    @property
+    def score(self) -> float:
+        """1 point per exercise, shared equally by its tests; nothing when no test ran."""
+        return round(self.passed / len(self.tests), 4) if self.tests else 0.0
+
+
+@dataclass(frozen=True)
+class Grade:
+    exercises: list[ExerciseScore]
+    output: str       # pytest's output
+    seconds: float
+
+    @property
+    def score(self) -> float:
+        return round(sum(e.score for e in self.exercises), 4)
+
+
+def grade(root: Path, chosen: list[Region], timeout: float | None = None) -> Grade:
+    """Run the chosen exercises' tests in the tree at root and score them."""
+    if not chosen:
+        raise AssignmentError("no exercises to grade")
+    t0 = time.perf_counter()
+    results, output = run_tests(root, " or ".join(r.marker for r in chosen), timeout=timeout)
+    scores = [ExerciseScore(r, [t for t in results if r.id in t.exercises]) for r in chosen]
+    return Grade(scores, output, time.perf_counter() - t0)
+
+
+def _exercise_report(e: ExerciseScore, grade_output: str) -> str:
+    if not e.tests:
+        return ("No test of this exercise ran: its test file could not be collected (see the error "
+                f"below), or it has no tests marked {e.region.marker}.\n\n{grade_output[-2000:]}")
+    lines = []
+    for t in e.tests:
+        lines.append(f"{t.outcome.upper()} {t.name}" + (f": {t.message}" if t.message else ""))
+        if t.outcome != "passed" and t.details:
+            lines.append(t.details[-1500:].rstrip() + "\n")
+    return "\n".join(lines)
+
+
+def format_table(g: Grade) -> str:
+    """The score table `scratchlm assignment grade` prints, failures listed under it."""
+    width = max([len(e.region.title) for e in g.exercises] + [5])
+    rows = [f"{'exercise':9s} {'title':{width}s} {'tests passed':>12s} {'score':>6s}"]
+    for e in g.exercises:
+        rows.append(f"{e.region.id:9s} {e.region.title:{width}s} {f'{e.passed}/{len(e.tests)}':>12s} "
+                    f"{e.score:6.2f}")
+    rows.append(f"{'total':9s} {'':{width}s} {'':12s} {g.score:6.2f} / {len(g.exercises)}")
+    failures = [f"  {t.outcome.upper()} [{e.region.id}] {t.name}: {t.message}"
+                for e in g.exercises for t in e.tests if t.outcome != "passed"]
+    failures += [f"  NO TESTS RAN [{e.region.id}] (collection error or no {e.region.marker} tests; "
+                 "see pytest's output with -v)" for e in g.exercises if not e.tests]
+    return "\n".join(rows + (["", "not passed:"] + failures if failures else []))
+
+
+def gradescope_results(g: Grade) -> dict:
+    """Gradescope's results.json: one test entry per exercise, total score, pytest's summary line."""
+    summary = g.output.strip().splitlines()[-1:] if g.output.strip() else []
+    return {
+        "score": g.score,
+        "execution_time": round(g.seconds, 1),
+        "output": "\n".join(summary),
+        "tests": [{"name": f"Exercise {e.region.id}: {e.region.title}",
+                   "number": e.region.id,
+                   "score": e.score,
+                   "max_score": 1.0,
+                   "status": "passed" if e.score == 1.0 else "failed",
+                   "output": _exercise_report(e, g.output)} for e in g.exercises],
+    }
