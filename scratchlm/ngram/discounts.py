@@ -70,8 +70,8 @@ def good_turing_discounts(n: np.ndarray, max_count: int, order: int) -> np.ndarr
     """Katz's discount ratios d_r for r = 0..max_count (d_0 unused = 1) from count-of-counts n
     (n[r] for r = 1..max_count + 1). Counts above max_count are not discounted (d = 1).
 
-    A zero n_r: the lmplz fallback, as ratios. A ratio outside (0, 1] (e.g. d_1 = 0 whenever
-    max_count = 1): that count is not discounted, d_r = 1, with a warning (as SRILM does).
+    A zero n_r, or A >= 1: the lmplz fallback, as ratios. A ratio outside (0, 1] (e.g. d_1 = 0
+    whenever max_count = 1): that count is not discounted, d_r = 1, with a warning (as SRILM does).
     """
     d = np.ones(max_count + 1)
     if max_count == 0:
@@ -82,8 +82,11 @@ def good_turing_discounts(n: np.ndarray, max_count: int, order: int) -> np.ndarr
         _fallback(f"no n-gram has count {r}, so the Good-Turing discounts cannot be estimated", order)
         return _ratios_from_absolute(max_count)
     a = (max_count + 1) * n[max_count + 1] / n[1]
+    if a >= 1:  # Katz's rescaling would take more than Good-Turing's n_1 / N
+        _fallback(f"(K + 1) n_(K+1) / n_1 = {a:.3g} >= 1, so Katz's discounts cannot be estimated", order)
+        return _ratios_from_absolute(max_count)
     r = np.arange(1, max_count + 1)
-    d[1:] = ((r + 1) * n[r + 1] / (r * n[r]) - a) / (1 - a) if a < 1 else np.nan
+    d[1:] = ((r + 1) * n[r + 1] / (r * n[r]) - a) / (1 - a)
     bad = ~((d[1:] > 0) & (d[1:] <= 1))
     if bad.any():
         warnings.warn(f"order {order}: Good-Turing ratios for counts {r[bad].tolist()} are "

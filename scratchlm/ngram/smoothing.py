@@ -274,8 +274,9 @@ def good_turing(counts: NgramCounts, max_count: Sequence[int] | None = None,
     """Katz back-off with Good-Turing discounts (Katz 1987), as SRILM's ngram-count builds it.
 
     Seen n-grams (count >= min_count[k-1]) get p*(w | h) = d_r c(hw) / c(h.), with d_r Katz's
-    ratio for counts r <= max_count[k-1] (default 1 for unigrams, 7 above, SRILM's defaults) and 1
-    above. The mass left over at h goes to the words not seen after h, in proportion to p(w | h'):
+    ratio for counts r <= max_count[k-1] (default 7, SRILM's default above unigrams) and 1 above.
+    (SRILM's unigram default, 1, makes d_1 = 0, which it then replaces by 1: no unigram discount,
+    so nothing is left for words never seen.) The mass left over at h goes to the words not seen after h, in proportion to p(w | h'):
 
         bo(h) = (1 - sum_seen p*(w | h)) / (1 - sum_seen p(w | h'))
 
@@ -286,7 +287,7 @@ def good_turing(counts: NgramCounts, max_count: Sequence[int] | None = None,
     (their count still counts in c(h.)), so min_count=(1, 1, 2) reproduces SRILM's default cutoffs.
     """
     N, V, bos = counts.order, len(counts.vocab), counts.vocab.bos_id
-    max_count = list(max_count) if max_count is not None else [1] + [7] * (N - 1)
+    max_count = list(max_count) if max_count is not None else [7] * N
     min_count = list(min_count) if min_count is not None else [1] * N
     if len(max_count) != N or len(min_count) != N:
         raise ValueError(f"max_count and min_count need one value per order (1..{N})")

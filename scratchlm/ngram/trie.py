@@ -27,8 +27,9 @@ class Trie:
         self.word = np.concatenate(word).astype(np.int64)
         lo, hi = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         for k in range(1, self.order):  # the children of order k are order k+1, sorted by context
-            end = self.offset[k] + np.cumsum(np.bincount(context[k], minlength=self.sizes[k - 1]))
-            lo.append(np.concatenate([[self.offset[k]], end[:-1]]))
+            n_children = np.bincount(context[k], minlength=self.sizes[k - 1])
+            end = self.offset[k] + np.cumsum(n_children)
+            lo.append(end - n_children)
             hi.append(end)
         self.lo, self.hi = np.concatenate(lo), np.concatenate(hi)
 
