@@ -139,7 +139,9 @@ def count_ngrams(ids: np.ndarray, order: int, vocab: WordVocab, use_numba: bool 
         raise ValueError(f"order must be >= 1, got {order}")
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     V = len(vocab)
-    if len(ids) and (ids.min() < 0 or ids.max() >= V):
+    if not len(ids):
+        raise ValueError("nothing to count: no sentences")
+    if ids.min() < 0 or ids.max() >= V:
         raise ValueError(f"token ids must lie in [0, {V}), got [{ids.min()}, {ids.max()}]")
     count_order = kernels.count_order if use_numba else kernels.count_order_numpy
     none = np.full(V, -1, np.int64)

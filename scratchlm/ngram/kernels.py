@@ -70,11 +70,13 @@ def count_order(ids, prev, n_prev, vocab_size, bos):
     ends = _counting_sort(ends, ids, 0, vocab_size)
     ends = _counting_sort(ends, prev, -1, n_prev)
 
+    # each run of equal (context, word) is one k-gram
+    starts_run = np.empty(m, np.bool_)
     n_k = 0
     for j in range(m):
         p = ends[j]
-        if j == 0 or prev[p - 1] != prev[ends[j - 1] - 1] or ids[p] != ids[ends[j - 1]]:
-            n_k += 1
+        starts_run[j] = j == 0 or prev[p - 1] != prev[ends[j - 1] - 1] or ids[p] != ids[ends[j - 1]]
+        n_k += starts_run[j]
     context = np.empty(n_k, np.int64)
     word = np.empty(n_k, np.int64)
     count = np.zeros(n_k, np.int64)
@@ -83,7 +85,7 @@ def count_order(ids, prev, n_prev, vocab_size, bos):
     g = -1
     for j in range(m):
         p = ends[j]
-        if j == 0 or prev[p - 1] != prev[ends[j - 1] - 1] or ids[p] != ids[ends[j - 1]]:
+        if starts_run[j]:
             g += 1
             context[g] = prev[p - 1]
             word[g] = ids[p]
@@ -142,11 +144,10 @@ def lookup(ids, order, bos, word, child_lo, child_hi):
     history = 0  # tokens before i in this sentence (or in the stream)
     for i in range(n):
         w = ids[i]
+        idx[i, 0] = w  # every word is a unigram of the model
         if w == bos:
-            idx[i, 0] = w
             history = 1
             continue
-        idx[i, 0] = w
         k_max = min(order, history + 1)
         avail[i] = k_max
         for k in range(1, k_max):

@@ -194,7 +194,7 @@ class AdditiveLM(NgramLM):
     def __init__(self, counts: NgramCounts, k: float):
         if not k > 0:
             raise ValueError(f"add_k needs k > 0, got {k}")
-        N, V = counts.order, len(counts.vocab)
+        V = len(counts.vocab)
         self.k = float(k)
         self._count = np.concatenate(counts.count).astype(np.float64)
         self._count[counts.vocab.bos_id] = 0.0

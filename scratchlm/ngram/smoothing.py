@@ -117,17 +117,24 @@ def _interpolated(counts, u, gamma, smoothing, info, unseen_context_bo=1.0) -> N
 # The estimators
 # ---------------------------------------------------------------------------------------------
 
+def relative_frequencies(counts: NgramCounts) -> tuple[list, list]:
+    """p_ML(w | h) = c(hw) / c(h.) for every n-gram, and for every context whether it was seen
+    (has a continuation). Maximum likelihood, Jelinek-Mercer and stupid back-off build on these."""
+    ml, seen = [], []
+    for k in range(1, counts.order + 1):
+        c = _raw(counts, k)
+        total = counts.context_sum(c, k)
+        ml.append(_ratio(c, total[counts.context_of(k)], 0.0))
+        seen.append(total > 0)
+    return ml, seen
+
+
 def mle(counts: NgramCounts) -> NgramLM:
     """Maximum likelihood: p(w | h) = c(hw) / c(h.). Zero for anything unseen -- including every
     word after a context never seen (there is no estimate there) -- so it is a distribution only
     for seen contexts, and test perplexity is infinite as soon as one test n-gram is new."""
-    u, gamma = [], []
-    for k in range(1, counts.order + 1):
-        c = _raw(counts, k)
-        total = counts.context_sum(c, k)
-        u.append(_ratio(c, total[counts.context_of(k)], 0.0))
-        gamma.append(np.zeros(len(total)))
-    return _interpolated(counts, u, gamma, "mle", {}, unseen_context_bo=0.0)
+    ml, seen = relative_frequencies(counts)
+    return _interpolated(counts, ml, [np.zeros(len(x)) for x in seen], "mle", {}, unseen_context_bo=0.0)
 
 
 def add_k(counts: NgramCounts, k: float = 1.0) -> NgramLM:
@@ -164,21 +171,10 @@ def jelinek_mercer(counts: NgramCounts, lambdas: Sequence[float] | None = None,
     lambdas = np.asarray(lambdas, dtype=np.float64)
     if lambdas.shape != (counts.order,) or not np.all((lambdas >= 0) & (lambdas <= 1)):
         raise ValueError(f"jelinek_mercer needs one lambda in [0, 1] per order, got {lambdas.tolist()}")
-    u, gamma = _ml_parts(counts)
-    u = [lam * x for lam, x in zip(lambdas, u)]
-    gamma = [np.where(seen, 1 - lam, 1.0) for lam, seen in zip(lambdas, gamma)]
+    ml, seen = relative_frequencies(counts)
+    u = [lam * x for lam, x in zip(lambdas, ml)]
+    gamma = [np.where(s, 1 - lam, 1.0) for lam, s in zip(lambdas, seen)]
     return _interpolated(counts, u, gamma, "jelinek_mercer", {"lambdas": lambdas.tolist()})
-
-
-def _ml_parts(counts: NgramCounts) -> tuple[list, list]:
-    """p_ML(w | h) per n-gram, and per context whether it was seen (has a continuation)."""
-    ml, seen = [], []
-    for k in range(1, counts.order + 1):
-        c = _raw(counts, k)
-        total = counts.context_sum(c, k)
-        ml.append(_ratio(c, total[counts.context_of(k)], 0.0))
-        seen.append(total > 0)
-    return ml, seen
 
 
 def tune_lambdas(counts: NgramCounts, heldout: np.ndarray, iterations: int = 100, tol: float = 1e-7) -> np.ndarray:
@@ -188,7 +184,7 @@ def tune_lambdas(counts: NgramCounts, heldout: np.ndarray, iterations: int = 100
     of stopping at / passing through each order for every held-out token; M-step: lambda_k =
     E[stops at k] / E[reaches k]."""
     N, n_pred = counts.order, len(counts.vocab) - 1
-    ml, seen = _ml_parts(counts)
+    ml, seen = relative_frequencies(counts)
     trie = Trie(counts.context, counts.word, counts.vocab.bos_id)
     idx, avail = trie.lookup(heldout)
     rows = np.nonzero(avail > 0)[0]
@@ -271,20 +267,22 @@ def modified_kneser_ney(counts: NgramCounts, discounts: Sequence[Sequence[float]
 
 def good_turing(counts: NgramCounts, max_count: Sequence[int] | None = None,
                 min_count: Sequence[int] | None = None) -> NgramLM:
-    """Katz back-off with Good-Turing discounts (Katz 1987), as SRILM's ngram-count builds it.
+    """Katz back-off with Good-Turing discounts (Katz 1987), built as SRILM's ngram-count does.
 
     Seen n-grams (count >= min_count[k-1]) get p*(w | h) = d_r c(hw) / c(h.), with d_r Katz's
-    ratio for counts r <= max_count[k-1] (default 7, SRILM's default above unigrams) and 1 above.
-    (SRILM's unigram default, 1, makes d_1 = 0, which it then replaces by 1: no unigram discount,
-    so nothing is left for words never seen.) The mass left over at h goes to the words not seen after h, in proportion to p(w | h'):
+    ratio (discounts.py) for counts r <= max_count[k-1] and 1 above. The mass left over at h goes
+    to the words not seen after h, in proportion to p(w | h'):
 
         bo(h) = (1 - sum_seen p*(w | h)) / (1 - sum_seen p(w | h'))
 
-    A context that would leave nothing for unseen words (every continuation seen more than K
-    times) counts, as SRILM does, one extra unseen event: c(h.) + 1. Unigrams: the left-over mass
-    is shared equally by the words with no estimate (<unk> when it is unseen) or, if every word
-    has one, by all words. n-grams below min_count are dropped
-    (their count still counts in c(h.)), so min_count=(1, 1, 2) reproduces SRILM's default cutoffs.
+    Unigrams: the left-over mass is shared equally by the words with no estimate (<unk> when it is
+    unseen) or, if every word has one, by all words. A context that would leave nothing for
+    unseen words (every continuation seen more than K times) counts, as SRILM does, one extra
+    unseen event: c(h.) + 1. n-grams below min_count are dropped but still count in c(h.).
+
+    Defaults: max_count 7 and no cutoffs. SRILM's defaults are max_count (1, 7, 7, ..) -- d_1 is
+    then 0, which SRILM replaces by 1, so unigrams are not discounted -- and min_count
+    (1, 1, 2, 2, ..): trigrams and longer seen once are dropped.
     """
     N, V, bos = counts.order, len(counts.vocab), counts.vocab.bos_id
     max_count = list(max_count) if max_count is not None else [7] * N
@@ -336,11 +334,7 @@ def stupid_backoff(counts: NgramCounts, alpha: float = 0.4) -> NgramLM:
     The recursion ends at a uniform "zero-gram", S(w) = alpha / |V| for a word never seen. These are
     scores, NOT probabilities: they do not sum to 1, and their "perplexity" is not comparable."""
     n_pred = len(counts.vocab) - 1
-    p = []
-    for k in range(1, counts.order + 1):
-        c = _raw(counts, k)
-        total = counts.context_sum(c, k)
-        p.append(_ratio(c, total[counts.context_of(k)], 0.0))
+    p, _ = relative_frequencies(counts)
     p[0] = np.where(p[0] > 0, p[0], alpha / n_pred)
     p[0][counts.vocab.bos_id] = 0.0
     bo = [np.full(len(c), alpha) for c in counts.count[:-1]]
