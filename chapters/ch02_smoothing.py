@@ -104,7 +104,7 @@ heldout = np.array([b_of_a[r_a == k].mean() if k else (counts["B"].count[1].sum(
                     for k in r])
 d_mkn = ngram.fit(part["A"], 2, "modified_kneser_ney").info["discounts"][1]
 print("2.2 bigrams of half A of PTB train: count r -> Good-Turing r* (held-out mean in half B): "
-      + ", ".join(f"{k}->{g:.2f} ({h:.2f})" for k, g, h in zip(r, gt, heldout)))
+      + ", ".join(f"{k}->{g:.3g} ({h:.3g})" for k, g, h in zip(r, gt, heldout)))
 # (PTB's unigrams cannot be Good-Turing discounted: its vocabulary was cut to the 10k most frequent
 # words, so only 30 words occur once and 593 eight times. Katz then warns and falls back.)
 katz = perplexity("good_turing", 3)
