@@ -9,7 +9,7 @@ import pytest
 from scratchlm.autograd import Tensor, gradcheck, no_grad
 from scratchlm.models import attention_kernels as K
 import scratchlm.autograd.functional as F
-from scratchlm.models.gpt import GPT, GPTConfig, causal_self_attention, causal_softmax
+from scratchlm.models.gpt import GPT, GPTConfig, causal_self_attention, causal_self_attention_ref, causal_softmax
 from scratchlm.rng import manual_seed
 
 TINY = GPTConfig(vocab_size=7, block_size=6, n_layer=2, n_head=2, n_embd=8)
@@ -70,20 +70,6 @@ def test_causal_softmax_gradcheck(Tq, Tk):
     assert gradcheck(lambda s: causal_softmax(s, 0.7), [scores]) <= 1e-6
 
 
-def composed_attention(qkv, n_head, mask=None):
-    """Attention in Tensor ops, head by head: what causal_self_attention fuses. mask (B, nh, T, T)
-    multiplies the attention weights (dropout)."""
-    B, T, C3 = qkv.shape
-    C = C3 // 3
-    hs = C // n_head
-    heads = []
-    for h in range(n_head):
-        q, k, v = (qkv[:, :, i * C + h * hs: i * C + (h + 1) * hs] for i in range(3))  # (B, T, hs)
-        att = causal_softmax(q @ k.transpose(0, 2, 1), 1 / np.sqrt(hs))             # (B, T, T)
-        heads.append((att if mask is None else att * mask[:, h]) @ v)
-    return F.concatenate(heads, axis=-1)                                            # (B, T, C)
-
-
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_fused_attention_equals_tensor_ops(dropout):
     qkv = Tensor(np.random.default_rng(0).standard_normal((2, 5, 12)), requires_grad=True)
@@ -92,8 +78,15 @@ def test_fused_attention_equals_tensor_ops(dropout):
     manual_seed(3)
     y = causal_self_attention(qkv, 2, dropout)
     y.backward(g)
-    mask = (manual_seed(3).random((2, 2, 5, 5)) >= dropout) / (1 - dropout)  # the op's draws
-    expected = composed_attention(twin, 2, mask if dropout else None)
+    if dropout:  # the twin has no dropout: apply the op's mask (the same draws) to v's weights by hand
+        mask = (manual_seed(3).random((2, 2, 5, 5)) >= dropout) / (1 - dropout)
+        heads = []
+        for h in range(2):
+            q, k, v = (twin[:, :, i * 4 + h * 2: i * 4 + (h + 1) * 2] for i in range(3))
+            heads.append((causal_softmax(q @ k.transpose(0, 2, 1), 1 / np.sqrt(2)) * mask[:, h]) @ v)
+        expected = F.concatenate(heads, axis=-1)
+    else:
+        expected = causal_self_attention_ref(twin, 2)
     expected.backward(g)
     np.testing.assert_allclose(y.data, expected.data, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(qkv.grad, twin.grad, rtol=1e-12, atol=1e-14)
@@ -239,3 +232,16 @@ def test_next_logits_crops_to_block_size():
     x = ids(TINY, 2, 10)
     np.testing.assert_array_equal(model.next_logits(x), model.next_logits(x[:, -TINY.block_size:]))
     np.testing.assert_allclose(model.next_logits(x[:, :4]), model(x[:, :4])[0].data[:, -1])
+
+
+def test_from_checkpoint_round_trip(tmp_path):
+    from scratchlm.checkpoint import save_checkpoint
+    model = tiny_gpt(dtype=np.float32)
+    save_checkpoint(tmp_path / "gpt.npz", model, config=model.config, extra={"note": "x"})
+    loaded, meta = GPT.from_checkpoint(tmp_path / "gpt.npz")
+    assert loaded.config == model.config and meta["extra"] == {"note": "x"}
+    x = ids(TINY, 2, 6)
+    np.testing.assert_array_equal(loaded(x)[0].data, model(x)[0].data)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="bad.npz"):
+        GPT.from_checkpoint(tmp_path / "bad.npz")

@@ -30,13 +30,17 @@ the model on that token alone: `model(idx_new, cache=cache)` attends over the ca
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 import scratchlm.autograd.functional as F
 from scratchlm.autograd import Tensor, is_grad_enabled, no_grad
+from scratchlm.checkpoint import load_checkpoint
 from scratchlm.models import attention_kernels as kernels
 from scratchlm.nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, init
 from scratchlm.rng import get_rng
@@ -114,6 +118,20 @@ def causal_self_attention(qkv: Tensor, n_head: int, dropout: float = 0.0, cache:
         np.matmul(dscores.swapaxes(-1, -2), q, out=dk)                       # dK = dS^T Q
         qkv._accumulate(dqkv.reshape(B, T, C3), fresh=True)
     return Tensor._make(y.transpose(0, 2, 1, 3).reshape(B, T, C), (qkv,), backward, "causal_self_attention")
+
+
+def causal_self_attention_ref(qkv: Tensor, n_head: int) -> Tensor:
+    """Tensor-op twin of `causal_self_attention` (no dropout, no cache): one head at a time, the
+    way Chapter 6 builds it; the tests check that the fused op matches it, gradients included."""
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    hs = C // n_head
+    heads = []
+    for h in range(n_head):
+        q, k, v = (qkv[:, :, i * C + h * hs: i * C + (h + 1) * hs] for i in range(3))  # (B, T, hs) each
+        att = causal_softmax(q @ k.transpose(0, 2, 1), 1.0 / math.sqrt(hs))          # (B, T, T)
+        heads.append(att @ v)                                                        # (B, T, hs)
+    return F.concatenate(heads, axis=-1)                                             # (B, T, C)
 
 
 class KVCache:
@@ -204,6 +222,21 @@ class GPT(Module):
                 init.normal_(p, 0.0, 0.02)
             elif name.endswith("bias"):
                 init.zeros_(p)                     # LayerNorm weights stay 1
+
+    @classmethod
+    def from_checkpoint(cls, path) -> tuple[GPT, dict]:
+        """(model, metadata) from a file written by save_checkpoint(path, model, config=model.config):
+        the config stored in it builds the model, then load_checkpoint fills in the weights."""
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                config = json.loads(archive["meta"].item())["config"]
+                dtype = archive["model/wte.weight"].dtype
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{path} is not a scratchlm checkpoint of a GPT: {e}") from None
+        if not isinstance(config, dict) or set(config) != {f.name for f in dataclasses.fields(GPTConfig)}:
+            raise ValueError(f"{path}: its config is not a GPTConfig: {config!r}")
+        model = cls(GPTConfig(**config), dtype=dtype)
+        return model, load_checkpoint(path, model, config=model.config)
 
     @property
     def block_size(self) -> int:
