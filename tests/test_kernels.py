@@ -1,5 +1,7 @@
 """Every Numba kernel in scratchlm.autograd.kernels against its plain-NumPy twin."""
 
+import math
+
 import numpy as np
 import pytest
 from numba import njit
@@ -110,10 +112,18 @@ def _kinds(name):
     return ["normal", "huge", "masked"] if name.startswith(("softmax", "log_softmax", "cross")) else ["normal", "huge"]
 
 
+@pytest.fixture(params=["one_thread", "all_threads"])
+def threads(request, monkeypatch):
+    """Run each kernel both ways: small inputs normally take the one-thread path."""
+    if request.param == "all_threads":
+        monkeypatch.setattr(K, "PARALLEL_MIN_SIZE", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("name, kind", [(n, k) for n in CASES for k in _kinds(n)])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
-def test_kernel_matches_numpy_twin(name, kind, dtype, shape):
+def test_kernel_matches_numpy_twin(name, kind, dtype, shape, threads):
     rng = np.random.default_rng(abs(hash((name, shape, kind))) % 2**32)
     args, outs = CASES[name](rng, shape, dtype, kind)
     kernel, twin = _kernel_pair(name)
@@ -172,3 +182,19 @@ def test_exp32_accuracy_and_special_values():
     got = _exp32_array(special)
     np.testing.assert_array_equal(got[:3], [0, 0, 0])
     assert got[3] == 1 and np.isinf(got[4]) and np.isinf(got[5]) and np.isnan(got[6])
+
+
+@njit(cache=True)
+def _erfc32_array(z):
+    out = np.empty_like(z)
+    for i in range(z.shape[0]):
+        out[i] = K.erfc32(z[i])
+    return out
+
+
+def test_erfc32_accuracy():
+    z = np.linspace(0, 9, 100_001).astype(np.float32)
+    want = np.array([math.erfc(v) for v in z.astype(np.float64)])
+    rel = np.abs(_erfc32_array(z) - want) / want
+    assert rel[z <= 3].max() < 2e-6 and rel.max() < 2e-5
+    assert _erfc32_array(np.array([0.0, 12.0, np.inf], np.float32)).tolist() == [1.0, 0.0, 0.0]
