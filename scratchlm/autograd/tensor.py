@@ -20,6 +20,14 @@ dtype (`x * 0.5` stays float32), as NumPy >= 2 does for arrays.
 
 Only leaves (tensors made by the user, e.g. parameters) keep `.grad` after `backward()`; the gradients
 of intermediate results are dropped once used, unless `retain_grad()` was called on them.
+
+A new op (functional.py, the GPT's attention) is written the same way as the ones below:
+
+    def backward(g):                               # g = dL/dout
+        x._accumulate(local_derivative * g)        # adds dL/dx into x.grad
+    return Tensor._make(out, (x,), backward, "name")
+
+`_make` keeps the closure only when grad mode is on and an input requires grad.
 """
 
 from __future__ import annotations
