@@ -222,7 +222,7 @@ with no_grad():
         maps.append(causal_softmax(Tensor(q_ @ k_.transpose(0, 2, 1)), 1 / math.sqrt(head_size)).data)
         h = block(h)
 excerpt = chars.decode(excerpt_ids[0])
-labels = [c if c not in " \n" else {" ": "␣", "\n": "⏎"}[c] for c in excerpt]
+labels = [{" ": "·", "\n": "¶"}.get(c, c) for c in excerpt]  # show spaces and line breaks
 fig, axes = plotting.figure(MODEL.n_layer, MODEL.n_head, width=3.0, height=3.0, squeeze=False)
 for layer, head_maps in enumerate(maps):
     for head, m in enumerate(head_maps):
@@ -323,7 +323,7 @@ for ax, (title, hist, ngram_refs, nplm_ref) in zip(axes, panels):
     ax.axhline(nplm_ref, linestyle=":", color=plotting.COLORS[3], label=f"NPLM (Ch. 4): {nplm_ref:.2f}")
     ax.set_xlabel("training step")
     ax.set_ylabel("cross-entropy (bits per character)")
-    ax.set_title(f"GPT on {title}; valid {nats_to_bits(hist['valid'][-1]):.2f}")
+    ax.set_title(f"GPT on {title}: valid {nats_to_bits(hist['valid'][-1]):.2f} bits/char")
     ax.legend(fontsize=8)
 plotting.save(fig, run.out, "ch06_loss")
 

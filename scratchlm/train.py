@@ -51,7 +51,7 @@ class TrainConfig:
     grad_clip: float = 1.0         # 0 disables clipping
     grad_accum: int = 1            # micro-batches per optimiser step
     eval_interval: int = 250
-    eval_iters: int = 20           # batches per split for each evaluation
+    eval_iters: int = 20           # batches per split for each evaluation (the caller draws them once)
 
     def lr(self, step: int) -> float:
         return cosine_lr(step, max_lr=self.learning_rate, min_lr=self.min_lr,
