@@ -21,6 +21,8 @@ input is small (PARALLEL_MIN_SIZE), where waking other threads costs more than i
     layer_norm_forward/backward y = (x - mu) / sigma * w + b over the last axis
     gelu_forward/backward       x Phi(x), or its tanh approximation x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))
 
+The scalar helpers exp32 and erfc32 are checked against np.exp and math.erfc instead.
+
 Stability: every exponential is of x - max(x) <= 0, so nothing overflows however large the logits
 (the log-sum-exp trick). Sums over a row are accumulated in float64 when the row is short (layer norm);
 the long softmax rows sum float32 in many interleaved partial sums, which is accurate to ~1e-6.
