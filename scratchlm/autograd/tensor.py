@@ -314,7 +314,10 @@ class Tensor:
                               fresh=True)
             if b.requires_grad:                # dL/dB = A^T G
                 if B.ndim == 2:                # shared weight: one GEMM over all batch rows
-                    gB = A.reshape(-1, A.shape[-1]).T @ G.reshape(-1, G.shape[-1])
+                    A2, G2 = A.reshape(-1, A.shape[-1]), G.reshape(-1, G.shape[-1])
+                    # Lay gB out like B: when B is W.T (a Linear layer), dL/dW = gB.T is then row-major,
+                    # and the optimiser's passes over it run along memory instead of across it.
+                    gB = (G2.T @ A2).T if B.flags.f_contiguous and not B.flags.c_contiguous else A2.T @ G2
                 else:
                     gB = unbroadcast(_matmul(A.swapaxes(-1, -2), G), B.shape)
                 b._accumulate(gB.reshape(b.shape), fresh=True)
