@@ -68,6 +68,8 @@ results["chain_rule"] = {"name": "emma", "factors": factors, "probability": p_ex
 # 1.2 Counting ---------------------------------------------------------------------------------
 # Each order is one pass over the token ids: sort the positions by (previous n-gram, word) with
 # two counting sorts, then every run of equal keys is one n-gram (scratchlm/ngram/kernels.py).
+# Its NumPy twin packs each n-gram into one key, (index of its first n-1 words) * |V| + last word,
+# and lets np.unique sort and count the keys. No n-gram crosses a sentence: none ends at <s>.
 ptb = [line.split() for line in data.load_lines("ptb", "train")[:PTB_SENTENCES]]
 vocab = ngram.build_vocab(ptb)
 ids = ngram.encode(vocab, ptb)
@@ -101,6 +103,8 @@ plotting.save(fig, run.out, "ch01_zipf")
 results["zipf"] = zipf
 
 # 1.3 Maximum likelihood: the bigram counts of names -------------------------------------------
+# P(w | h) = C(h w) / C(h .): how often w followed h, over how often anything followed h. For
+# unigrams h is empty and C(.) counts every predicted token; <s> is only ever a context.
 letters = ["."] + sorted({c for name in names["train"] for c in name})
 where = {c: i for i, c in enumerate(letters)}
 matrix = np.zeros((len(letters), len(letters)), dtype=np.int64)
@@ -131,8 +135,9 @@ ax.set(xlabel="next character", ylabel="character",
 plotting.save(fig, run.out, "ch01_bigram_counts")
 
 # 1.4 Perplexity -------------------------------------------------------------------------------
-# Perplexity = exp(-(1/N) sum log p(token | history)), with one '.' (</s>) scored per name. A
-# uniform choice among the 26 letters and the end would score 27.
+# Perplexity = exp(-(1/N) sum log p(token | history)), with one '.' (</s>) scored per name; the
+# start (<s>) is only a context, never scored, and unknown words are scored as <unk>. A uniform
+# choice among the 26 letters and the end would score 27.
 perplexity = {"uniform": 27.0}
 print("1.4 names perplexity: uniform over 26 letters + end = 27")
 for order in (1, 2, 3, 4):
@@ -151,6 +156,7 @@ results["names_perplexity"] = {**perplexity, "unseen_valid_bigram_types": len(un
 # 1.5 Shannon's game -------------------------------------------------------------------------
 # Shannon (1948) sampled English letter by letter and word by word from n-gram statistics. Words
 # seen once in training become <unk> (1.6), so every model can name what it has not seen.
+# generate() draws each word from p(w | the last n-1 words), from <s> until it draws </s>.
 word_counts = Counter(w for s in shakespeare["train"] for w in s)
 words = [w for w, c in word_counts.items() if c >= 2]
 shannon = {}

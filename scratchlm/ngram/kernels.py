@@ -97,6 +97,7 @@ def count_order(ids, prev, n_prev, vocab_size, bos):
 
 def count_order_numpy(ids, prev, n_prev, vocab_size, bos):
     """NumPy twin of `count_order` (same contract): np.unique over packed keys."""
+    # BEGIN SOLUTION 1.1: Counting n-grams with packed keys (chapters/ch01_ngrams.py §1.2)
     ids = np.asarray(ids, np.int64)
     i = np.arange(1, len(ids))
     ends = i[(ids[1:] != bos) & (prev[:-1] >= 0)]
@@ -106,6 +107,7 @@ def count_order_numpy(ids, prev, n_prev, vocab_size, bos):
     cur = np.full(len(ids), -1, np.int64)
     cur[ends] = inverse.ravel()
     return (uniq // vocab_size, uniq % vocab_size, count.astype(np.int64), prev[ends[first]], cur)
+    # END SOLUTION
 
 
 # ---------------------------------------------------------------------------------------------

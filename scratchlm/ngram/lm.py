@@ -146,11 +146,13 @@ class NgramLM:
 
     def evaluate(self, sentences: Sentences) -> Evaluation:
         """Total log-probability of `sentences`, token and OOV counts (perplexity and friends)."""
+        # BEGIN SOLUTION 1.3: Log-probability of a text for perplexity (chapters/ch01_ngrams.py §1.4)
         ids = self.encode(sentences)
         lp = self.logprob_ids(ids)
         scored = ids != self.vocab.bos_id
         oov = scored & (ids == self.vocab.unk_id)
         return Evaluation(float(lp[scored].sum()), int(scored.sum()), int(oov.sum()), float(lp[oov].sum()))
+        # END SOLUTION
 
     def perplexity(self, sentences: Sentences) -> float:
         """exp of the mean negative log-probability per token (words + one </s> per sentence)."""
@@ -162,6 +164,7 @@ class NgramLM:
                  context: Sequence[str] = ()) -> list[str]:
         """Sample one sentence word by word from p(w | <s> context ...) until </s> (not returned)
         or `max_tokens` words. Scores that are not a distribution (stupid back-off) are normalised."""
+        # BEGIN SOLUTION 1.4: Sampling a sentence, Shannon's game (chapters/ch01_ngrams.py §1.5)
         rng = get_rng(rng)
         history = [BOS, *context]
         out: list[str] = []
@@ -174,6 +177,7 @@ class NgramLM:
             out.append(self.vocab.words[w])
             history.append(self.vocab.words[w])
         return out
+        # END SOLUTION
 
     # -- files -------------------------------------------------------------------------------
 

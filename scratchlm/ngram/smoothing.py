@@ -120,6 +120,7 @@ def _interpolated(counts, u, gamma, smoothing, info, unseen_context_bo=1.0) -> N
 def relative_frequencies(counts: NgramCounts) -> tuple[list, list]:
     """p_ML(w | h) = c(hw) / c(h.) for every n-gram, and for every context whether it was seen
     (has a continuation). Maximum likelihood, Jelinek-Mercer and stupid back-off build on these."""
+    # BEGIN SOLUTION 1.2: Maximum-likelihood probabilities (chapters/ch01_ngrams.py §1.3)
     ml, seen = [], []
     for k in range(1, counts.order + 1):
         c = _raw(counts, k)
@@ -127,6 +128,7 @@ def relative_frequencies(counts: NgramCounts) -> tuple[list, list]:
         ml.append(_ratio(c, total[counts.context_of(k)], 0.0))
         seen.append(total > 0)
     return ml, seen
+    # END SOLUTION
 
 
 def mle(counts: NgramCounts) -> NgramLM:
