@@ -86,7 +86,9 @@ results["add_k"] = {"valid": {str(k): p for k, p in add_k.items()}, "best_k": be
 # 2.2 Good-Turing and Katz back-off -------------------------------------------------------------
 # Church & Gale's experiment: split the training text in two halves A and B; for the bigrams seen
 # r times in A, how often do they occur in B? Good-Turing predicts it from A alone:
-# r* = (r + 1) n_{r+1} / n_r, with n_r the number of bigrams seen r times.
+# r* = (r + 1) n_{r+1} / n_r, with n_r the number of bigrams seen r times. Katz (1987) discounts
+# only the counts r <= K, by d_r = (r*/r - A) / (1 - A) with A = (K + 1) n_{K+1} / n_1, so the
+# mass taken is still Good-Turing's n_1 / N; that mass goes to the shorter context (back-off).
 half = len(train) // 2
 part = {"A": train[:half], "B": train[half:2 * half]}
 vocab = ngram.build_vocab(train)
@@ -135,7 +137,8 @@ plotting.save(fig, run.out, "ch02_discounts")
 
 # 2.3 Witten-Bell ----------------------------------------------------------------------------
 # gamma(h) = N1+(h .) / (c(h) + N1+(h .)): a context that was often followed by a new word (many
-# types for its count) keeps more mass for words not seen after it.
+# types for its count) keeps more mass for words not seen after it. The seen words share the rest,
+# u(w | h) = c(hw) / (c(h) + N1+(h .)), and p(w | h) = u(w | h) + gamma(h) p(w | h').
 print(f"2.3 Witten-Bell trigram: test perplexity {perplexity('witten_bell', 3):.2f}")
 
 # 2.4 Jelinek-Mercer ---------------------------------------------------------------------------
@@ -149,7 +152,9 @@ results["jelinek_mercer"] = {"lambdas_trigram": jm.info["lambdas"]}
 
 # 2.5 Absolute discounting ----------------------------------------------------------------------
 # The figure of 2.2 says: subtract about 0.75 from every count. Ney, Essen & Kneser estimate it as
-# D = n1 / (n1 + 2 n2) at each order, and interpolate with the next-shorter context.
+# D = n1 / (n1 + 2 n2) at each order, and interpolate with the next-shorter context:
+# u(w | h) = (c(hw) - D) / c(h .), and the mass taken, gamma(h) = D N1+(h .) / c(h .), is given
+# to p(w | h').
 ad = fit("absolute_discounting", 3)
 models["absolute_discounting", 3] = ad.perplexity(test)
 print(f"2.5 absolute discounting trigram: D per order {', '.join(f'{d[0]:.3f}' for d in ad.info['discounts'])}; "
@@ -157,7 +162,9 @@ print(f"2.5 absolute discounting trigram: D per order {', '.join(f'{d[0]:.3f}' f
 
 # 2.6 Kneser-Ney ------------------------------------------------------------------------------
 # A lower-order distribution is only used when the longer context failed, so it should ask "how
-# many different contexts does w complete?", not "how often does w occur?".
+# many different contexts does w complete?", not "how often does w occur?". Below the highest
+# order, a(w) = N1+(. w) counts the distinct words w follows; n-grams that start with <s> (nothing
+# precedes it) keep their counts.
 kn = fit("kneser_ney", 3)
 models["kneser_ney", 3] = kn.perplexity(test)
 kn_counts = ngram.count_ngrams(ngram.encode(kn.vocab, train), 2, kn.vocab)
@@ -171,8 +178,9 @@ results["continuation_example"] = {w: [int(kn_counts.count[0][kn.vocab.index[w]]
 
 # 2.7 Modified Kneser-Ney -------------------------------------------------------------------
 # Chen & Goodman: the best single discount is not the best discount for every count, so use
-# three (for counts 1, 2, 3+). This is what KenLM's lmplz and SRILM's -kndiscount -interpolate
-# estimate, and what Mikolov et al. (2011) report as KN3 148.3 and KN5 141.2.
+# three (for counts 1, 2, 3+), D_r = r - (r + 1) Y n_{r+1} / n_r with Y = n1 / (n1 + 2 n2), from
+# the count-of-counts of the adjusted counts. This is what KenLM's lmplz and SRILM's -kndiscount
+# -interpolate estimate, and what Mikolov et al. (2011) report as KN3 148.3 and KN5 141.2.
 mkn = fit("modified_kneser_ney", 3)
 models["modified_kneser_ney", 3] = mkn.perplexity(test)
 print("2.7 modified Kneser-Ney trigram discounts (D1, D2, D3+): "

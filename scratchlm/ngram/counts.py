@@ -184,6 +184,7 @@ def adjust_counts(counts: NgramCounts) -> list[np.ndarray]:
     0 (it is never predicted; nothing precedes it). Highest order and <s>-initial n-grams keep
     their raw counts; every other n-gram gets the number of distinct words seen before it.
     """
+    # BEGIN SOLUTION 2.4: Kneser-Ney continuation counts (chapters/ch02_smoothing.py §2.6)
     N = counts.order
     bos = counts.vocab.bos_id
     adjusted = []
@@ -197,6 +198,7 @@ def adjust_counts(counts: NgramCounts) -> list[np.ndarray]:
         adjusted.append(a.astype(np.int64))
     adjusted[0][bos] = 0
     return adjusted
+    # END SOLUTION
 
 
 def count_of_counts(counts_k: np.ndarray, max_r: int = 4) -> np.ndarray:

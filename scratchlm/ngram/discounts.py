@@ -55,6 +55,7 @@ def kneser_ney_discounts(n: np.ndarray, order: int, modified: bool = True) -> np
         r = next(r for r in needed if n[r] == 0)
         _fallback(f"no n-gram has count {r}, so the discounts cannot be estimated", order)
         return np.array([0.0, *FALLBACK]) if modified else np.array([0.0, *[FALLBACK[0]] * 3])
+    # BEGIN SOLUTION 2.5: Modified Kneser-Ney discounts (chapters/ch02_smoothing.py §2.7)
     y = n[1] / (n[1] + 2 * n[2])
     if not modified:
         return np.array([0.0, y, y, y])
@@ -64,6 +65,7 @@ def kneser_ney_discounts(n: np.ndarray, order: int, modified: bool = True) -> np
         _fallback(f"discount D{bad[0]} = {d[bad[0]]:.4g} is outside (0, {bad[0]}]", order)
         return np.array([0.0, *FALLBACK])
     return d
+    # END SOLUTION
 
 
 def good_turing_discounts(n: np.ndarray, max_count: int, order: int) -> np.ndarray:
@@ -81,12 +83,14 @@ def good_turing_discounts(n: np.ndarray, max_count: int, order: int) -> np.ndarr
         r = next(r for r in range(1, max_count + 2) if n[r] == 0)
         _fallback(f"no n-gram has count {r}, so the Good-Turing discounts cannot be estimated", order)
         return _ratios_from_absolute(max_count)
+    r = np.arange(1, max_count + 1)
+    # BEGIN SOLUTION 2.1: Katz's discount ratios from Good-Turing (chapters/ch02_smoothing.py §2.2)
     a = (max_count + 1) * n[max_count + 1] / n[1]
     if a >= 1:  # Katz's rescaling would take more than Good-Turing's n_1 / N
         _fallback(f"(K + 1) n_(K+1) / n_1 = {a:.3g} >= 1, so Katz's discounts cannot be estimated", order)
         return _ratios_from_absolute(max_count)
-    r = np.arange(1, max_count + 1)
     d[1:] = ((r + 1) * n[r + 1] / (r * n[r]) - a) / (1 - a)
+    # END SOLUTION
     bad = ~((d[1:] > 0) & (d[1:] <= 1))
     if bad.any():
         warnings.warn(f"order {order}: Good-Turing ratios for counts {r[bad].tolist()} are "

@@ -70,6 +70,7 @@ def initial_probabilities(counts: NgramCounts, used: Sequence[np.ndarray],
 
         u(w | h) = (a(hw) - D(a(hw))) / a(h.),    gamma(h) = sum_w D(a(hw)) / a(h.)
     """
+    # BEGIN SOLUTION 2.3: Discounted probabilities, back-off weights (chapters/ch02_smoothing.py §2.5)
     u, gamma = [], []
     for k in range(1, counts.order + 1):
         a = used[k - 1].astype(np.float64)
@@ -81,6 +82,7 @@ def initial_probabilities(counts: NgramCounts, used: Sequence[np.ndarray],
         u.append(_ratio(a - d, total[ctx], 0.0))
         gamma.append(_ratio(counts.context_sum(d, k), total, 1.0))
     return u, gamma
+    # END SOLUTION
 
 
 def interpolate(counts: NgramCounts, u: Sequence[np.ndarray], gamma: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -147,6 +149,7 @@ def add_k(counts: NgramCounts, k: float = 1.0) -> NgramLM:
 def witten_bell(counts: NgramCounts) -> NgramLM:
     """Witten-Bell (interpolated): the weight of the shorter context grows with the number of
     distinct words seen after h, N1+(h.) -- how often h was followed by something new."""
+    # BEGIN SOLUTION 2.2: Witten-Bell interpolation weights (chapters/ch02_smoothing.py §2.3)
     u, gamma = [], []
     for k in range(1, counts.order + 1):
         c = _raw(counts, k)
@@ -154,6 +157,7 @@ def witten_bell(counts: NgramCounts) -> NgramLM:
         types = counts.context_sum((c > 0).astype(np.float64), k)
         u.append(_ratio(c, (total + types)[counts.context_of(k)], 0.0))
         gamma.append(_ratio(types, total + types, 1.0))
+    # END SOLUTION
     return _interpolated(counts, u, gamma, "witten_bell", {})
 
 
