@@ -44,6 +44,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -346,17 +347,25 @@ def student_copy(root: Path, out: Path, chosen: list[Region], force: bool = Fals
 
 # Tests per exercise -----------------------------------------------------------------------------------
 
+def marker_uses(root: Path) -> dict[str, list[tuple[Path, int]]]:
+    """Exercise marker -> where tests use it, as (test file relative to root, line): every
+    `<...>.mark.exN_M` in the code of tests/ (in code, not in strings, found through the syntax tree)."""
+    root = Path(root)
+    used: dict[str, list[tuple[Path, int]]] = {}
+    for path in sorted((root / "tests").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and _MARK_NAME.fullmatch(node.attr)
+                    and isinstance(node.value, ast.Attribute) and node.value.attr == "mark"):
+                used.setdefault(node.attr, []).append((path.relative_to(root), node.lineno))
+    return used
+
+
 def check_tests(root: Path, regions: list[Region]) -> list[str]:
     """Problems linking regions to tests: an exercise without a test marked for it, a test marker or a
     registered marker without an exercise, an exercise marker not registered in setup.cfg."""
     root = Path(root)
-    used: dict[str, str] = {}  # marker -> first test file:line using it
-    for path in sorted((root / "tests").rglob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        for node in ast.walk(tree):  # `<...>.mark.exN_M` in code, not in strings
-            if (isinstance(node, ast.Attribute) and _MARK_NAME.fullmatch(node.attr)
-                    and isinstance(node.value, ast.Attribute) and node.value.attr == "mark"):
-                used.setdefault(node.attr, f"{path.relative_to(root)}:{node.lineno}")
+    used = {m: f"{where[0][0]}:{where[0][1]}" for m, where in marker_uses(root).items()}  # first use
     registered = set()
     cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(root / "setup.cfg", encoding="utf-8")
@@ -411,11 +420,17 @@ def run_tests(root: Path, marker_expr: str, paths: list[str] | None = None,
         junit = Path(tmp) / "junit.xml"
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "scratchlm.assignment", "-p", "no:cacheprovider",
                "--continue-on-collection-errors", "--junitxml", str(junit), "-m", marker_expr, *(paths or [])]
+        # pytest runs in a session of its own, so that on a timeout the whole process tree it may have
+        # started (a test that runs pytest itself) is killed with it, not only pytest.
+        proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
         try:
-            proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout)
+            stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             return [], f"the tests did not finish within {timeout:g} s"
-        output = proc.stdout + proc.stderr
+        output = stdout + stderr
         if not junit.is_file():
             raise GradingError(f"pytest did not run in {root} (exit {proc.returncode}):\n{output[-3000:]}")
         return _read_junit(junit), output
