@@ -176,6 +176,18 @@ def test_write_read_round_trip(tmp_path, smoothing):
     np.testing.assert_allclose(back.logprob_ids(back.encode(test)), lm.logprob_ids(lm.encode(test)), rtol=1e-13)
 
 
+@pytest.mark.parametrize("smoothing", ["witten_bell", "modified_kneser_ney"])
+def test_unigram_model_round_trips(tmp_path, smoothing):
+    """An order-1 file has no back-off column at all (its one order is the highest)."""
+    lm = ngram.fit([list("abcab"), list("bca")], 1, smoothing)
+    lm.write_arpa(tmp_path / "uni.arpa")
+    back = ngram.read_arpa(tmp_path / "uni.arpa")
+    assert back.order == 1 and back.vocab.words == lm.vocab.words
+    np.testing.assert_allclose(back.logp_table[0], lm.logp_table[0], rtol=1e-14)
+    test = [list("abz"), []]
+    np.testing.assert_allclose(back.logprob_ids(back.encode(test)), lm.logprob_ids(lm.encode(test)), rtol=1e-13)
+
+
 GOOD = """\\data\\
 ngram 1=4
 ngram 2=2

@@ -151,10 +151,12 @@ def read_arpa(path) -> NgramLM:
     vocab = WordVocab([*SPECIALS, *(w for w in unigrams if w not in SPECIALS)])
     V = len(vocab)
     logprob = [np.full(V, UNK_LOG10 * LN10)]
-    logbo = [np.zeros(V)]
     ids = vocab.ids(unigrams)
     logprob[0][ids] = np.array(uprob) * LN10
-    logbo[0][ids] = np.array(ubo) * LN10
+    logbo = []
+    if N > 1:  # the highest order has no back-off column
+        logbo.append(np.zeros(V))
+        logbo[0][ids] = np.array(ubo) * LN10
     logprob[0][vocab.bos_id] = -math.inf  # never predicted, whatever the file says
     context, word = [np.full(V, -1, np.int64)], [np.arange(V, dtype=np.int64)]
 
