@@ -137,7 +137,9 @@ plotting.save(fig, run.out, "ch03_gradcheck")
 # 3.4 Training an MLP ------------------------------------------------------------------------------
 # Three interleaved spiral arms in the plane: not linearly separable, so the network has to bend
 # its decision boundary. Model: Linear(2, H) -> tanh -> Linear(H, H) -> tanh -> Linear(H, 3), trained
-# on the mean cross-entropy with AdamW, all points at once (full batch).
+# on the mean cross-entropy with AdamW, all points at once (full batch). For logits z_i and target t_i
+# the loss is logsumexp(z_i) - z_i[t_i], so its gradient is dL/dz_i = (softmax(z_i) - onehot(t_i)) / N:
+# each point pulls its target's logit up and the others down, by their probabilities.
 
 
 def spirals(n_per_class: int, n_classes: int, rng) -> tuple[np.ndarray, np.ndarray]:

@@ -61,6 +61,8 @@ def gradcheck(fn, inputs, *, eps: float = 1e-6, tol: float = 1e-6, floor: float 
     for k in checked:
         x = xs[k]
         analytic = np.zeros_like(x.data) if x.grad is None else x.grad
+        # numeric: the central-difference estimate of dL/dx for L = sum(w * fn(...)), shaped like x
+        # BEGIN SOLUTION 3.4: Central differences (chapters/ch03_autograd.py §3.3)
         numeric = np.empty_like(x.data)
         flat = x.data.reshape(-1)               # a view: fn sees each nudge
         with no_grad():
@@ -72,6 +74,7 @@ def gradcheck(fn, inputs, *, eps: float = 1e-6, tol: float = 1e-6, floor: float 
                 minus = np.array(fn(*xs).data)
                 flat[i] = old
                 numeric.flat[i] = np.sum(w * (plus - minus)) / (2 * eps)
+        # END SOLUTION
         scale = np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), floor)
         err = np.abs(analytic - numeric) / scale
         i = int(np.argmax(err))

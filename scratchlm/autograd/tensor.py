@@ -63,6 +63,7 @@ def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
     """Sum `g` over the axes broadcasting added or stretched, giving an array of `shape`."""
     if g.shape == shape:
         return g
+    # BEGIN SOLUTION 3.2: Summing a gradient over broadcast axes (chapters/ch03_autograd.py §3.2)
     lead = g.ndim - len(shape)
     if lead:
         g = g.sum(axis=tuple(range(lead)))
@@ -70,6 +71,7 @@ def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
     if stretched:
         g = g.sum(axis=stretched, keepdims=True)
     return g.reshape(shape)
+    # END SOLUTION
 
 
 def _axes(axis, ndim: int) -> tuple:
@@ -247,10 +249,12 @@ class Tensor:
         a, b = self, self._lift(other)
 
         def backward(g):                      # d(ab)/da = b, d(ab)/db = a
+            # BEGIN SOLUTION 3.1: Backward of a product (chapters/ch03_autograd.py §3.1)
             if a.requires_grad:
                 a._accumulate(g * b.data)
             if b.requires_grad:
                 b._accumulate(g * a.data)
+            # END SOLUTION
         return Tensor._make(a.data * b.data, (a, b), backward, "*")
 
     def __truediv__(self, other):
@@ -304,6 +308,7 @@ class Tensor:
         out = _matmul(a.data, b.data)
 
         def backward(g):
+            # BEGIN SOLUTION 3.3: Backward of the matrix product (chapters/ch03_autograd.py §3.2)
             # Treat 1-D operands as NumPy does: a (n,) is a row (1, n), b (n,) a column (n, 1).
             A = a.data[None, :] if a.ndim == 1 else a.data
             B = b.data[:, None] if b.ndim == 1 else b.data
@@ -321,6 +326,7 @@ class Tensor:
                 else:
                     gB = unbroadcast(_matmul(A.swapaxes(-1, -2), G), B.shape)
                 b._accumulate(gB.reshape(b.shape), fresh=True)
+            # END SOLUTION
         return Tensor._make(out, (a, b), backward, "@")
 
     def __rmatmul__(self, other):
