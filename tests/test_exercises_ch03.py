@@ -4,7 +4,8 @@ Run one exercise with `python -m pytest -m ex3_3 tests/test_exercises_ch03.py`. 
 piece on matrices small enough to multiply on paper, against numbers worked out by hand, so that it
 fails only on its own exercise. The tests of an op's backward run that op's closure alone
 (`run_backward`), not `backward()`'s walk over the whole graph, and gradcheck (exercise 3.4) is
-tried on ops whose backward is not an exercise.
+tried on ops whose backward is not an exercise. One exception says so: the matrix product with
+broadcast batch dimensions (3.3) needs unbroadcast (3.2) to work too.
 """
 
 import math
@@ -15,8 +16,8 @@ import pytest
 from scratchlm.autograd import GradcheckError, Tensor, gradcheck, kernels, unbroadcast
 
 
-def leaf(values, dtype=np.float64) -> Tensor:
-    return Tensor(np.array(values, dtype=dtype), requires_grad=True)
+def leaf(values) -> Tensor:
+    return Tensor(np.array(values, dtype=np.float64), requires_grad=True)
 
 
 def const(values) -> Tensor:
@@ -31,7 +32,7 @@ def run_backward(out: Tensor, g) -> None:
 
 
 def assert_grad(t: Tensor, want, what: str) -> None:
-    assert t.grad is not None, f"{what}: .grad is still None; accumulate into it with {what}._accumulate(...)"
+    assert t.grad is not None, f"{what}: .grad is still None; add the gradient into it with ._accumulate(...)"
     assert t.grad.shape == t.shape, f"{what}: .grad has shape {t.grad.shape}, but {what} has shape {t.shape}"
     np.testing.assert_allclose(t.grad, want, rtol=1e-12, atol=1e-12, err_msg=f"wrong gradient for {what}")
 
@@ -118,9 +119,9 @@ def test_unbroadcast_keeps_float32():
 # ---------------------------------------------------------------------------------------------
 # A (2, 3) @ B (3, 2) with output gradient G (2, 2). By hand:
 #   dL/dA = G B^T = [[1, 2, 3], [3, 4, 7]],   dL/dB = A^T G = [[13, 18], [17, 24], [21, 30]].
-A = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
-B = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
-G = [[1.0, 2.0], [3.0, 4.0]]
+A = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+B = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+G = np.array([[1.0, 2.0], [3.0, 4.0]])
 DA = np.array([[1.0, 2.0, 3.0], [3.0, 4.0, 7.0]])
 DB = np.array([[13.0, 18.0], [17.0, 24.0], [21.0, 30.0]])
 
@@ -170,7 +171,7 @@ def test_matmul_backward_with_vectors():
 
 @pytest.mark.ex3_3
 def test_matmul_backward_of_a_batch_of_matrices():
-    a, b = leaf([A, A]), leaf([B, np.multiply(2, B)])   # (2, 2, 3) @ (2, 3, 2): one product per batch entry
+    a, b = leaf([A, A]), leaf([B, 2 * B])   # (2, 2, 3) @ (2, 3, 2): one product per batch entry
     run_backward(a @ b, [G, G])
     assert_grad(a, [DA, 2 * DA], "a (batched)")
     assert_grad(b, [DB, DB], "b (batched)")
@@ -181,7 +182,7 @@ def test_matmul_backward_sums_a_shared_weight_over_the_batch():
     # X (2, 2, 3) @ W (3, 2): the same W multiplies every batch entry, so dL/dW is the sum of
     # X_k^T G_k over k: here DB + 2 DB.
     x, w = leaf([A, A]), leaf(B)
-    run_backward(x @ w, [G, np.multiply(2, G)])
+    run_backward(x @ w, [G, 2 * G])
     assert_grad(x, [DA, 2 * DA], "x (batch of inputs)")
     assert_grad(w, 3 * DB, "w (shared by the batch: sum its gradients over the batch entries)")
 
@@ -191,7 +192,7 @@ def test_matmul_backward_with_broadcast_batch_dims():
     # (2, 2, 3) @ (1, 3, 2): b's batch axis of size 1 is stretched to 2, so its gradient is summed
     # over that axis (unbroadcast, exercise 3.2, does the summing).
     a, b = leaf([A, A]), leaf([B])
-    run_backward(a @ b, [G, np.multiply(2, G)])
+    run_backward(a @ b, [G, 2 * G])
     assert_grad(a, [DA, 2 * DA], "a")
     assert_grad(b, [3 * DB], "b (batch axis broadcast: sum its gradient over it)")
 
@@ -253,16 +254,18 @@ def test_gradcheck_catches_a_wrong_gradient(slope):
     err = gradcheck(lambda x: cube(x, slope), xs, raise_on_failure=False)
     want = abs(slope - 3.0) / max(slope, 3.0)       # the same at every element
     assert err == pytest.approx(want, rel=1e-4), \
-        f"a backward claiming {slope} x^2 for d(x^3)/dx has relative error {want:.6g}; gradcheck said {err:.6g}"
+        f"a backward claiming {slope} x^2 is off by {want:.6g} (relative error); gradcheck said {err:.6g}"
 
 
 @pytest.mark.ex3_4
 def test_gradcheck_estimates_each_input_by_nudging_that_input():
-    # The second input's gradient is wrong; gradcheck must find it there, not in the first.
-    fn = lambda x, z: x.exp() + cube(z, slope=4.0)        # noqa: E731
+    # With the second input's gradient wrong, gradcheck must find the error there, not in the first.
+    def fn(x, z, slope):
+        return x.exp() + cube(z, slope)
+    inputs = [leaf([0.5, -0.5]), leaf([1.0, 2.0])]
+    assert gradcheck(lambda x, z: fn(x, z, 3.0), inputs) <= 1e-8
     with pytest.raises(GradcheckError, match=r"input 1 "):
-        gradcheck(fn, [leaf([0.5, -0.5]), leaf([1.0, 2.0])])
-    assert gradcheck(lambda x, z: x.exp() + cube(z), [leaf([0.5, -0.5]), leaf([1.0, 2.0])]) <= 1e-8
+        gradcheck(lambda x, z: fn(x, z, 4.0), inputs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,4 +323,4 @@ def test_cross_entropy_gradient_matches_finite_differences():
         e[idx] = eps
         numeric[idx] = (loss(logits + e) - loss(logits - e)) / (2 * eps)
     np.testing.assert_allclose(out, numeric, rtol=1e-6, atol=1e-8,
-                               err_msg="out is not the derivative of scale * cross-entropy with respect to the logits")
+                               err_msg="out is not the derivative of scale * cross-entropy by the logits")

@@ -307,7 +307,7 @@ class Tensor:
         a, b = self, self._lift(other)
         out = _matmul(a.data, b.data)
 
-        def backward(g):
+        def backward(g):                      # dL/da = g b^T, dL/db = a^T g, per matrix of a batch
             # BEGIN SOLUTION 3.3: Backward of the matrix product (chapters/ch03_autograd.py §3.2)
             # Treat 1-D operands as NumPy does: a (n,) is a row (1, n), b (n,) a column (n, 1).
             A = a.data[None, :] if a.ndim == 1 else a.data
