@@ -35,9 +35,10 @@ from scratchlm.models.gpt import GPT, GPTConfig
 from scratchlm.tokenizers import CharTokenizer
 
 # Settings
-PROMPT = "ROMEO:\n"
-N_SAMPLES = 16                             # sequences per setting in 7.5 (one batch)
-NEW_CHARS = 200                            # characters generated per sequence
+PROMPT = "ROMEO:\n"                        # 7.1 and 7.6
+N_PROMPTS = 16                             # 7.2-7.5: pieces of the valid split that every strategy continues
+PROMPT_CHARS = 32
+NEW_CHARS = 200                            # characters generated per prompt
 TEMPERATURES = [0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.3]
 TOP_P = [0.5, 0.7, 0.8, 0.9, 0.95]         # at temperature 1
 TOP_K = 10                                 # 7.4's example
@@ -48,7 +49,7 @@ KV_LENGTHS = [16, 32, 64, 128, 256, 512]
 
 run = chapter.parse_args(__doc__)
 if run.quick:
-    N_SAMPLES, NEW_CHARS, BEAM_CHARS = 4, 40, 20
+    N_PROMPTS, PROMPT_CHARS, NEW_CHARS, BEAM_CHARS = 4, 16, 40, 20
     TEMPERATURES, TOP_P, BEAM_WIDTHS = [0.7, 1.0], [0.9], [1, 4]
     KV_CONFIG = GPTConfig(block_size=64, n_layer=2, n_embd=32, n_head=2)
     KV_LENGTHS = [16, 32, 64]
@@ -73,45 +74,47 @@ print(f"7.1 Chapter 6's model (valid loss {meta['extra']['valid_loss']:.3f} nats
 results["model_valid_loss"] = meta["extra"]["valid_loss"]
 results["next_char_after_prompt"] = {chars.decode([i]): float(probs[i]) for i in top}
 
+# The prompts of 7.2-7.5 are N_PROMPTS pieces of the valid split; the characters that really follow
+# them are the reference text of 7.5.
+valid_ids = chars.encode(data.load_text("tinyshakespeare", "valid"))
+starts = np.random.default_rng(run.seed).integers(0, len(valid_ids) - PROMPT_CHARS - NEW_CHARS, N_PROMPTS)
+real_ids = np.stack([valid_ids[s:s + PROMPT_CHARS + NEW_CHARS] for s in starts])  # (N, prompt + new)
+prompts = real_ids[:, :PROMPT_CHARS]
 
-# The two measures of 7.5, used throughout. Likelihood: the model's mean log-probability per
-# character of what was generated, scored at temperature 1 without truncation (how typical the
-# text is for the model), reported as a cross-entropy in bits/char. Diversity: distinct-2 (Li et
-# al. 2016), the fraction of a text's word bigrams that are different, averaged over the texts:
-# 1 when nothing repeats, near 0 for a loop.
+
+# The two measures, used throughout. Likelihood: the model's mean log-probability per generated
+# character, scored at temperature 1 without truncation (how typical the text is for the model),
+# reported as a cross-entropy in bits/char. Diversity: distinct-2 (Li et al. 2016), the fraction of
+# the word bigrams of all the continuations together that are different: near 1 when nothing
+# repeats, low when the texts loop or say the same thing.
 def distinct_2(texts: list[str]) -> float:
-    fractions = []
-    for text in texts:
-        words = text.split()
-        bigrams = list(zip(words, words[1:]))
-        fractions.append(len(set(bigrams)) / max(len(bigrams), 1))
-    return float(np.mean(fractions))
+    bigrams = [pair for text in texts for pair in zip(text.split(), text.split()[1:])]
+    return len(set(bigrams)) / max(len(bigrams), 1)
 
 
 def describe(ids: np.ndarray) -> dict:
-    """ids (N, T) = prompt + generated: bits per generated character under the model, distinct-2."""
-    nats = log_likelihood(model, ids, prompt.shape[1]) / (ids.shape[1] - prompt.shape[1])
-    texts = [chars.decode(row[prompt.shape[1]:]) for row in ids]
+    """ids (N, PROMPT_CHARS + NEW_CHARS): bits per generated character under the model, distinct-2."""
+    nats = log_likelihood(model, ids, PROMPT_CHARS) / NEW_CHARS
+    texts = [chars.decode(row[PROMPT_CHARS:]) for row in ids]
     return {"bits_per_char": float(nats_to_bits(-nats.mean())), "distinct_2": distinct_2(texts), "texts": texts}
 
-
-prompts = np.repeat(prompt, N_SAMPLES, axis=0)
 
 # 7.2 Greedy decoding ---------------------------------------------------------------------------------
 # argmax at every step: deterministic, locally optimal, and prone to fall into a loop that it then
 # finds ever more likely (each repetition makes the next one more probable).
-greedy = describe(generate(model, prompt, NEW_CHARS, temperature=0))
+greedy = describe(generate(model, prompts, NEW_CHARS, temperature=0))
 print(f"7.2 greedy: {greedy['bits_per_char']:.3f} bits/char, distinct-2 {greedy['distinct_2']:.2f}: "
       f"{greedy['texts'][0][:120]!r}")
 results["greedy"] = greedy
 
 # 7.3 Temperature -----------------------------------------------------------------------------------
 # Sampling from softmax(z / T): T = 1 is the model's own distribution; T < 1 sharpens it towards
-# greedy, T > 1 flattens it towards uniform. Each setting samples N_SAMPLES sequences from the same
-# seed, so the settings differ only in T.
+# greedy, T > 1 flattens it towards uniform. Every setting draws from the same seed, so the
+# settings differ only in T.
 by_temperature = {}
 for T in TEMPERATURES:
-    by_temperature[T] = describe(generate(model, prompts, NEW_CHARS, temperature=T, rng=np.random.default_rng(run.seed)))
+    sampled = generate(model, prompts, NEW_CHARS, temperature=T, rng=np.random.default_rng(run.seed))
+    by_temperature[T] = describe(sampled)
     print(f"7.3 temperature {T}: {by_temperature[T]['bits_per_char']:.3f} bits/char, "
           f"distinct-2 {by_temperature[T]['distinct_2']:.2f}")
 results["temperature"] = {str(T): v for T, v in by_temperature.items()}
@@ -124,20 +127,18 @@ results["temperature"] = {str(T): v for T, v in by_temperature.items()}
 by_top_p = {}
 for p in TOP_P:
     by_top_p[p] = describe(generate(model, prompts, NEW_CHARS, top_p=p, rng=np.random.default_rng(run.seed)))
-    print(f"7.4 top-p {p}: {by_top_p[p]['bits_per_char']:.3f} bits/char, distinct-2 {by_top_p[p]['distinct_2']:.2f}")
+    print(f"7.4 top-p {p}: {by_top_p[p]['bits_per_char']:.3f} bits/char, "
+          f"distinct-2 {by_top_p[p]['distinct_2']:.2f}")
 top_k = describe(generate(model, prompts, NEW_CHARS, top_k=TOP_K, rng=np.random.default_rng(run.seed)))
 print(f"7.4 top-k {TOP_K}: {top_k['bits_per_char']:.3f} bits/char, distinct-2 {top_k['distinct_2']:.2f}")
 results["top_p"] = {str(p): v for p, v in by_top_p.items()}
 results["top_k"] = {"k": TOP_K, **top_k}
 
 # 7.5 The trade-off ------------------------------------------------------------------------------
-# Real text is the reference: pieces of the valid split of the same length (their first characters
-# play the prompt's part), scored by the same model. Decoding that is much more likely than real
-# text (fewer bits/char) is repetitive; much less likely is noise. Good settings sit near real text.
-valid_ids = chars.encode(data.load_text("tinyshakespeare", "valid"))
-length = prompt.shape[1] + NEW_CHARS
-starts = np.random.default_rng(run.seed).integers(0, len(valid_ids) - length, N_SAMPLES)
-real = describe(np.stack([valid_ids[s:s + length] for s in starts]))
+# The reference is the real text: what follows each prompt in the valid split, scored by the same
+# model. Decoding that is much more likely than real text (fewer bits/char) is repetitive; much
+# less likely is noise. Good settings sit near the real text.
+real = describe(real_ids)
 print(f"7.5 real text (valid split): {real['bits_per_char']:.3f} bits/char, distinct-2 {real['distinct_2']:.2f}")
 results["real_text"] = real
 
@@ -154,7 +155,7 @@ ax.plot([real["bits_per_char"]], [real["distinct_2"]], "*", markersize=14, color
         label="real text (valid split)")
 ax.set_xlabel("model cross-entropy of the generated text (bits per character; left = more likely)")
 ax.set_ylabel("distinct-2 (fraction of distinct word bigrams)")
-ax.set_title(f"Decoding the baby GPT: {N_SAMPLES} x {NEW_CHARS} characters per setting")
+ax.set_title(f"Decoding the baby GPT: {N_PROMPTS} prompts x {NEW_CHARS} characters per setting")
 ax.legend(fontsize=8)
 plotting.save(fig, run.out, "ch07_tradeoff")
 
@@ -197,8 +198,9 @@ timing = {"length": KV_LENGTHS, "cached_ms": [], "recompute_ms": []}
 for length in KV_LENGTHS:
     timing["cached_ms"].append(ms_per_token(length, True))
     timing["recompute_ms"].append(ms_per_token(length, False))
-    print(f"7.7 {length} tokens: {timing['recompute_ms'][-1]:.2f} ms/token recomputing, "
-          f"{timing['cached_ms'][-1]:.2f} with the KV cache ({timing['recompute_ms'][-1] / timing['cached_ms'][-1]:.1f}x)")
+    recompute, cached = timing["recompute_ms"][-1], timing["cached_ms"][-1]
+    print(f"7.7 {length} tokens: {recompute:.2f} ms/token recomputing, {cached:.2f} with the KV cache "
+          f"({recompute / cached:.1f}x)")
 print(f"7.7 greedy tokens with and without the cache identical over {KV_LENGTHS[-1]} tokens: {same}")
 results["kv_cache"] = {"config": dataclasses.asdict(KV_CONFIG), "identical_greedy_tokens": bool(same), **timing}
 

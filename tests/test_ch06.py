@@ -34,7 +34,8 @@ def test_chapter_6_quick(run_chapter):
     # 6.8: names
     names = res["names"]
     assert names["valid_bits_per_char"] < math.log2(27)
-    assert len(names["samples"]) == 20 and all(set(s) <= set("abcdefghijklmnopqrstuvwxyz") for s in names["samples"])
+    assert len(names["samples"]) == 20
+    assert all(set(s) <= set("abcdefghijklmnopqrstuvwxyz") for s in names["samples"])
 
     # the checkpoint Chapter 7 decodes: it loads, and scores valid as the chapter reported
     model, meta = GPT.from_checkpoint(out / "ch06_baby_gpt.npz")
