@@ -56,10 +56,11 @@ SAMPLE_CHARS = 600
 TEMPERATURE = 0.8                         # nanoGPT's sample.py default
 ATTENTION_CHARS = 32                      # 6.7: length of the excerpt whose attention maps are drawn
 # names: the longest name has 15 letters, so a block of 16 holds '.' + name (inputs) and name + '.'.
-NAMES_MODEL = GPTConfig(n_layer=4, n_head=4, n_embd=64, block_size=16, dropout=0.1)
-NAMES_TRAIN = TrainConfig(max_iters=3000, learning_rate=2e-3, min_lr=1e-4, warmup_iters=100,
-                          lr_decay_iters=3000, weight_decay=0.1, eval_interval=250, eval_iters=10)
-NAMES_BATCH = 64
+# A small data set (25,626 names), so dropout 0.2 and a larger batch.
+NAMES_MODEL = GPTConfig(n_layer=4, n_head=4, n_embd=96, block_size=16, dropout=0.2)
+NAMES_TRAIN = TrainConfig(max_iters=4000, learning_rate=3e-3, min_lr=1.5e-4, warmup_iters=100,
+                          lr_decay_iters=4000, weight_decay=0.1, eval_interval=250, eval_iters=4)
+NAMES_BATCH = 128
 NAMES_NPLM_TRAIN = EpochSettings(epochs=20, batch_size=256, learning_rate=3e-3, min_lr=3e-5, warmup_steps=100,
                                  patience=3)
 TRAIN_CHARS = None                        # use the whole training text
@@ -275,7 +276,7 @@ NAMES_MODEL = dataclasses.replace(NAMES_MODEL, vocab_size=name_chars.vocab_size)
 names_model = GPT(NAMES_MODEL)
 names_eval = {split: [(X[i:i + 512], Y[i:i + 512]) for i in range(0, len(X), 512)]
               for split, (X, Y) in name_data.items()}
-names_eval["train"] = names_eval["train"][:4]  # an estimate; valid is scored in full
+names_eval["train"] = names_eval["train"][:NAMES_TRAIN.eval_iters]  # an estimate; valid is scored in full
 
 
 def name_batch(r):
