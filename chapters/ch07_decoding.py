@@ -8,8 +8,8 @@ compares the standard strategies (scratchlm/generate.py):
     7.2  greedy decoding: the single most likely character, every time
     7.3  sampling with a temperature: softmax(z / T)
     7.4  truncation: top-k and top-p (nucleus) sampling
-    7.5  the trade-off: diversity (distinct word bigrams) against the model's own log-likelihood of
-         the text it generated                                         -> ch07_tradeoff.png
+    7.5  the trade-off: diversity (the share of different words) against the model's own
+         log-likelihood of the text it generated, with real text as the target  -> ch07_tradeoff.png
     7.6  beam search: the most likely continuations, and why they read badly
     7.7  the KV cache: identical tokens, and the cost per token against length  -> ch07_kv_cache.png
 
@@ -27,6 +27,7 @@ import sys
 import time
 
 import numpy as np
+from matplotlib import ticker
 
 from scratchlm import chapter, data, plotting
 from scratchlm.generate import beam_search, generate, log_likelihood, next_token_probs
@@ -84,26 +85,29 @@ prompts = real_ids[:, :PROMPT_CHARS]
 
 # The two measures, used throughout. Likelihood: the model's mean log-probability per generated
 # character, scored at temperature 1 without truncation (how typical the text is for the model),
-# reported as a cross-entropy in bits/char. Diversity: distinct-2 (Li et al. 2016), the fraction of
-# the word bigrams of all the continuations together that are different: near 1 when nothing
-# repeats, low when the texts loop or say the same thing.
-def distinct_2(texts: list[str]) -> float:
-    bigrams = [pair for text in texts for pair in zip(text.split(), text.split()[1:])]
-    return len(set(bigrams)) / max(len(bigrams), 1)
+# reported as a cross-entropy in bits/char. Diversity: distinct-n (Li et al. 2016), the fraction of
+# the word n-grams of all the continuations together that are different. Distinct-1 (different
+# words / words) is the one plotted: a character model invents words, so its word pairs almost
+# never repeat once it samples (distinct-2 is near 1 from T = 0.7 on), while the share of repeated
+# words still tells a loop from plain text from gibberish.
+def distinct_n(texts: list[str], n: int) -> float:
+    grams = [tuple(words[i:i + n]) for words in (t.split() for t in texts) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / max(len(grams), 1)
 
 
 def describe(ids: np.ndarray) -> dict:
-    """ids (N, PROMPT_CHARS + NEW_CHARS): bits per generated character under the model, distinct-2."""
+    """ids (N, PROMPT_CHARS + NEW_CHARS): bits per generated character under the model, distinct-1, -2."""
     nats = log_likelihood(model, ids, PROMPT_CHARS) / NEW_CHARS
     texts = [chars.decode(row[PROMPT_CHARS:]) for row in ids]
-    return {"bits_per_char": float(nats_to_bits(-nats.mean())), "distinct_2": distinct_2(texts), "texts": texts}
+    return {"bits_per_char": float(nats_to_bits(-nats.mean())), "distinct_1": distinct_n(texts, 1),
+            "distinct_2": distinct_n(texts, 2), "texts": texts}
 
 
 # 7.2 Greedy decoding ---------------------------------------------------------------------------------
 # argmax at every step: deterministic, locally optimal, and prone to fall into a loop that it then
 # finds ever more likely (each repetition makes the next one more probable).
 greedy = describe(generate(model, prompts, NEW_CHARS, temperature=0))
-print(f"7.2 greedy: {greedy['bits_per_char']:.3f} bits/char, distinct-2 {greedy['distinct_2']:.2f}: "
+print(f"7.2 greedy: {greedy['bits_per_char']:.3f} bits/char, distinct-1 {greedy['distinct_1']:.2f}: "
       f"{greedy['texts'][0][:120]!r}")
 results["greedy"] = greedy
 
@@ -116,7 +120,7 @@ for T in TEMPERATURES:
     sampled = generate(model, prompts, NEW_CHARS, temperature=T, rng=np.random.default_rng(run.seed))
     by_temperature[T] = describe(sampled)
     print(f"7.3 temperature {T}: {by_temperature[T]['bits_per_char']:.3f} bits/char, "
-          f"distinct-2 {by_temperature[T]['distinct_2']:.2f}")
+          f"distinct-1 {by_temperature[T]['distinct_1']:.2f}")
 results["temperature"] = {str(T): v for T, v in by_temperature.items()}
 
 # 7.4 Truncation: top-k and top-p ---------------------------------------------------------------
@@ -128,9 +132,9 @@ by_top_p = {}
 for p in TOP_P:
     by_top_p[p] = describe(generate(model, prompts, NEW_CHARS, top_p=p, rng=np.random.default_rng(run.seed)))
     print(f"7.4 top-p {p}: {by_top_p[p]['bits_per_char']:.3f} bits/char, "
-          f"distinct-2 {by_top_p[p]['distinct_2']:.2f}")
+          f"distinct-1 {by_top_p[p]['distinct_1']:.2f}")
 top_k = describe(generate(model, prompts, NEW_CHARS, top_k=TOP_K, rng=np.random.default_rng(run.seed)))
-print(f"7.4 top-k {TOP_K}: {top_k['bits_per_char']:.3f} bits/char, distinct-2 {top_k['distinct_2']:.2f}")
+print(f"7.4 top-k {TOP_K}: {top_k['bits_per_char']:.3f} bits/char, distinct-1 {top_k['distinct_1']:.2f}")
 results["top_p"] = {str(p): v for p, v in by_top_p.items()}
 results["top_k"] = {"k": TOP_K, **top_k}
 
@@ -139,22 +143,22 @@ results["top_k"] = {"k": TOP_K, **top_k}
 # model. Decoding that is much more likely than real text (fewer bits/char) is repetitive; much
 # less likely is noise. Good settings sit near the real text.
 real = describe(real_ids)
-print(f"7.5 real text (valid split): {real['bits_per_char']:.3f} bits/char, distinct-2 {real['distinct_2']:.2f}")
+print(f"7.5 real text (valid split): {real['bits_per_char']:.3f} bits/char, distinct-1 {real['distinct_1']:.2f}")
 results["real_text"] = real
 
 fig, ax = plotting.figure(width=6.5, height=4.5)
 for label, series, marker in (("temperature T", by_temperature, "o-"), ("top-p (T = 1)", by_top_p, "s-")):
     xs = [v["bits_per_char"] for v in series.values()]
-    ys = [v["distinct_2"] for v in series.values()]
+    ys = [v["distinct_1"] for v in series.values()]
     ax.plot(xs, ys, marker, label=label)
     for key, x_, y_ in zip(series, xs, ys):
         ax.annotate(f"{key}", (x_, y_), xytext=(4, -10), textcoords="offset points", fontsize=8)
-ax.plot([greedy["bits_per_char"]], [greedy["distinct_2"]], "kx", markersize=9, label="greedy")
-ax.plot([top_k["bits_per_char"]], [top_k["distinct_2"]], "^", label=f"top-k (k = {TOP_K})")
-ax.plot([real["bits_per_char"]], [real["distinct_2"]], "*", markersize=14, color=plotting.COLORS[4],
+ax.plot([greedy["bits_per_char"]], [greedy["distinct_1"]], "kx", markersize=9, label="greedy")
+ax.plot([top_k["bits_per_char"]], [top_k["distinct_1"]], "^", label=f"top-k (k = {TOP_K})")
+ax.plot([real["bits_per_char"]], [real["distinct_1"]], "*", markersize=14, color=plotting.COLORS[4],
         label="real text (valid split)")
 ax.set_xlabel("model cross-entropy of the generated text (bits per character; left = more likely)")
-ax.set_ylabel("distinct-2 (fraction of distinct word bigrams)")
+ax.set_ylabel("distinct-1 (different words / words)")
 ax.set_title(f"Decoding the baby GPT: {N_PROMPTS} prompts x {NEW_CHARS} characters per setting")
 ax.legend(fontsize=8)
 plotting.save(fig, run.out, "ch07_tradeoff")
@@ -167,7 +171,7 @@ beams = {}
 for width in BEAM_WIDTHS:
     (ids, score), *_ = beam_search(model, prompt[0], BEAM_CHARS, beam_width=width)
     beams[width] = {"bits_per_char": float(nats_to_bits(-score / BEAM_CHARS)),
-                    "distinct_2": distinct_2([chars.decode(ids[prompt.shape[1]:])]),
+                    "distinct_1": distinct_n([chars.decode(ids[prompt.shape[1]:])], 1),
                     "text": chars.decode(ids[prompt.shape[1]:])}
     print(f"7.6 beam width {width}: {beams[width]['bits_per_char']:.3f} bits/char: {beams[width]['text'][:100]!r}")
 results["beam_search"] = {str(w): v for w, v in beams.items()}
@@ -209,8 +213,13 @@ ax.plot(timing["length"], timing["recompute_ms"], "o-", label="recompute the who
 ax.plot(timing["length"], timing["cached_ms"], "s-", label="KV cache")
 ax.set_xscale("log", base=2)
 ax.set_yscale("log")
+ax.set_xticks(timing["length"], [str(n) for n in timing["length"]])
+ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+for n, slow, fast in zip(timing["length"], timing["recompute_ms"], timing["cached_ms"]):
+    ax.annotate(f"{slow / fast:.1f}x", (n, slow), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=8)
 ax.set_xlabel("generated sequence length (tokens)")
-ax.set_ylabel("mean time per generated token (ms)")
+ax.set_ylabel("mean time per generated token over the sequence (ms)")
 ax.set_title(f"Greedy decoding, batch 1: n_layer {KV_CONFIG.n_layer}, n_embd {KV_CONFIG.n_embd}")
 ax.legend()
 plotting.save(fig, run.out, "ch07_kv_cache")
