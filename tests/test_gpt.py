@@ -2,6 +2,7 @@
 parity with an identical PyTorch model, and the KV cache against full recomputation."""
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,8 +180,9 @@ def test_dropout_only_in_training_mode():
 # ---- parity with PyTorch ----------------------------------------------------------------------
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_gpt", K.__file__.rsplit("scratchlm", 1)[0]
-                                                  + "benchmarks/bench_gpt.py")
+    """benchmarks/bench_gpt.py, whose PyTorch twin of the GPT the parity test shares."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_gpt.py"
+    spec = importlib.util.spec_from_file_location("bench_gpt", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
