@@ -49,7 +49,6 @@ def torch_parameters(model) -> dict:
 def torch_nplm_loss(params: dict, config, context, targets, dropout: bool = False):
     """The NPLM's forward (scratchlm.models.nplm) in PyTorch over `params` -> (logits, mean loss)."""
     x = TF.embedding(context, params["C.weight"]).reshape(len(context), -1)  # (B, (n-1) m)
-    x = TF.dropout(x, config.dropout, training=dropout)
     a = TF.dropout(torch.tanh(TF.linear(x, params["H.weight"], params["H.bias"])), config.dropout,
                    training=dropout)                                         # (B, h)
     logits = TF.linear(a, params["U.weight"], params["U.bias"])              # (B, V)
@@ -74,16 +73,17 @@ def gemm_gflops(n: int = 2048) -> float:
     return 2 * n ** 3 / min(times) / 1e9
 
 
-def median_step(step, batches) -> float:
-    """Median seconds of step(x, y) over the batches, after two warm-up steps."""
-    for x, y in batches[:2]:
-        step(x, y)
-    times = []
-    for x, y in batches[2:]:
-        t0 = time.perf_counter()
-        step(x, y)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def median_steps(steps: dict, batches: dict) -> dict:
+    """Median seconds per step of each implementation, after two warm-up steps. The implementations
+    take turns batch by batch, so a change in the machine's load hits all of them alike."""
+    times = {name: [] for name in steps}
+    for i in range(len(next(iter(batches.values())))):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step(*batches[name][i])
+            if i >= 2:
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -110,7 +110,8 @@ def main() -> None:
                   and not name.startswith("C."))
     flops_per_token = 6 * weights
 
-    rows = [("scratchlm", median_step(lambda x, y: train_step(model, optimizer, [(x, y)], lr), batches))]
+    steps = {"scratchlm": lambda x, y: train_step(model, optimizer, [(x, y)], lr)}
+    step_batches = {"scratchlm": batches}
     if torch is not None:
         torch.set_num_threads(args.threads)
         params = torch_parameters(model)
@@ -118,7 +119,6 @@ def main() -> None:
         no_decay = [p for p in params.values() if p.dim() < 2]
         t_opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
-        torch_batches = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches]
 
         def torch_step(x, y):
             t_opt.zero_grad(set_to_none=True)
@@ -126,7 +126,10 @@ def main() -> None:
             loss.backward()
             t_opt.step()
             return loss.item()
-        rows.append((f"PyTorch {torch.__version__}", median_step(torch_step, torch_batches)))
+        name = f"PyTorch {torch.__version__}"
+        steps[name] = torch_step
+        step_batches[name] = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches]
+    rows = list(median_steps(steps, step_batches).items())
 
     peak = gemm_gflops()
     print(f"NPLM training step on PTB's configuration: V={config.vocab_size}, n-1={config.context}, "

@@ -17,12 +17,15 @@ fixed n-1 words, and the output layer costs O(V h) per token, about 6 V h flops 
 
 Data (`context_windows`): sentences follow Chapter 2's conventions, so perplexities compare with the
 n-gram table. Every sentence is `w1 .. wm </s>`; each of those m+1 tokens is predicted once from its
-n-1 predecessors in the same sentence, left-padded with `<s>`; `<s>` itself is never predicted.
+n-1 predecessors in the same sentence, left-padded with `<s>`. `<s>` itself is never a target (its
+output unit stays, and training drives its probability towards 0).
 
 Training (`train_epochs`): AdamW from `scratchlm.train.configure_optimizer`, one `train_step` per
 batch of a shuffled epoch, warmup + cosine learning rate, evaluation on valid after every epoch,
 early stopping when valid has not improved for `patience` epochs, and the best epoch's weights
-restored at the end. With a checkpoint path, each epoch is saved so a run resumes exactly.
+restored at the end. With a checkpoint path, each epoch is saved so a run resumes exactly. Two
+departures from the 2003 recipe, both for a short training budget: dropout on the hidden layer a,
+and AdamW (decoupled weight decay) in place of SGD with L2 decay.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class NPLMConfig:
     n_embd: int = 128            # m: size of each word's feature vector
     n_hidden: int = 256          # h: tanh units
     direct: bool = False         # W: direct connections from x to the output layer
-    dropout: float = 0.0         # on x and on a, in training only
+    dropout: float = 0.0         # on the hidden layer a, in training only
     weight_decay: float = 0.0    # AdamW decay of the matrices C, H, U (and W)
 
 
@@ -70,7 +73,7 @@ class NPLM(Module):
         """context (B, n-1) ids -> logits (B, V), and the mean cross-entropy when targets (B,) are given
         (targets < 0 are ignored, the contract of scratchlm.train)."""
         B = context.shape[0]
-        x = self.drop(self.C(context).reshape(B, -1))   # (B, n-1, m) -> (B, (n-1) m)
+        x = self.C(context).reshape(B, -1)              # (B, n-1, m) -> (B, (n-1) m)
         a = self.drop(self.H(x).tanh())                 # (B, h)
         logits = self.U(a)                              # (B, V)
         if self.W is not None:
