@@ -87,7 +87,9 @@ t_start = time.perf_counter()
 #   P = softmax over s <= t of S    the causal mask: position t cannot see the future
 #   Y = P V                         each output is a weighted average of the visible values
 # Dividing by sqrt(hs) keeps the scores' spread near 1 whatever the head size, so the softmax does
-# not start out saturated. `causal_softmax` does mask, scale and softmax in one Numba kernel.
+# not start out saturated. `causal_softmax` does mask, scale and softmax in one Numba kernel
+# (exercise 6.1), and its backward pass is the softmax's Jacobian-vector product over the visible
+# keys, dS[t, j] = P[t, j] (dP[t, j] - sum_j' dP[t, j'] P[t, j']) / sqrt(hs) (exercise 6.2).
 rng = get_rng()
 T, C, hs = 8, 16, 8
 x = Tensor(rng.normal(size=(T, C)))

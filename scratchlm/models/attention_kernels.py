@@ -36,6 +36,7 @@ from scratchlm.autograd.kernels import FAST, _exp, _row_dot, _row_max
 @njit(cache=True, fastmath=FAST)
 def causal_softmax_forward(scores, scale, out):
     """out (N, Tq, Tk) = causal attention weights of scores (N, Tq, Tk); zero above the diagonal."""
+    # BEGIN SOLUTION 6.1: Causal softmax of attention scores (chapters/ch06_transformer.py §6.1)
     N, Tq, Tk = scores.shape
     offset = Tk - Tq
     for n in range(N):
@@ -51,11 +52,13 @@ def causal_softmax_forward(scores, scale, out):
             for j in range(visible):
                 p[j] *= inv
             p[visible:] = 0.0
+    # END SOLUTION
 
 
 @njit(cache=True, fastmath=FAST)
 def causal_softmax_backward(probs, grad_probs, scale, out):
     """out (N, Tq, Tk) = dL/dscores from the weights P and dL/dP (both (N, Tq, Tk))."""
+    # BEGIN SOLUTION 6.2: Backward of the causal softmax (chapters/ch06_transformer.py §6.1)
     N, Tq, Tk = probs.shape
     offset = Tk - Tq
     for n in range(N):
@@ -66,6 +69,7 @@ def causal_softmax_backward(probs, grad_probs, scale, out):
             for j in range(visible):
                 d[j] = scale * p[j] * (g[j] - dot)
             d[visible:] = 0.0
+    # END SOLUTION
 
 
 def causal_mask(Tq: int, Tk: int) -> np.ndarray:

@@ -72,12 +72,14 @@ class NPLM(Module):
     def forward(self, context, targets=None):
         """context (B, n-1) ids -> logits (B, V), and the mean cross-entropy when targets (B,) are given
         (targets < 0 are ignored, the contract of scratchlm.train)."""
+        # BEGIN SOLUTION 4.2: The NPLM's forward pass (chapters/ch04_neural_lm.py §4.3)
         B = context.shape[0]
         x = self.C(context).reshape(B, -1)              # (B, n-1, m) -> (B, (n-1) m)
         a = self.drop(self.H(x).tanh())                 # (B, h)
         logits = self.U(a)                              # (B, V)
         if self.W is not None:
             logits = logits + self.W(x)
+        # END SOLUTION
         loss = None if targets is None else F.cross_entropy(logits, targets, ignore_index=-1)
         return logits, loss
 
@@ -95,6 +97,7 @@ def context_windows(ids, context: int, bos_id: int, eos_id: int) -> tuple[np.nda
     before ids[t] in its own sentence, left-padded with bos_id, and Y = ids (N,). For makemore's
     names, bos_id = eos_id = the id of '.': one symbol both starts and ends a name.
     """
+    # BEGIN SOLUTION 4.1: Context windows padded with <s> (chapters/ch04_neural_lm.py §4.1)
     ids = np.asarray(ids, dtype=np.int64).ravel()
     n = len(ids)
     pos = np.arange(n)
@@ -106,6 +109,7 @@ def context_windows(ids, context: int, bos_id: int, eos_id: int) -> tuple[np.nda
         inside = src >= start
         X[inside, context - k] = ids[src[inside]]
     return X, ids.copy()
+    # END SOLUTION
 
 
 def batches(X: np.ndarray, Y: np.ndarray, batch_size: int, order: np.ndarray | None = None):
