@@ -20,20 +20,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-
-
-def _threads_from_argv(default: int = 2) -> int:
-    for i, arg in enumerate(sys.argv):
-        if arg == "--threads" and i + 1 < len(sys.argv):
-            return int(sys.argv[i + 1])
-        if arg.startswith("--threads="):
-            return int(arg.split("=", 1)[1])
-    return default
-
+from pathlib import Path
 
 if __name__ == "__main__":  # thread counts must be set before NumPy (and its BLAS) load
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[var] = str(_threads_from_argv())
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import set_threads
+    set_threads(default=2)
 
 import json  # noqa: E402
 import math  # noqa: E402

@@ -64,8 +64,10 @@ def save_checkpoint(path, model, optimizer=None, config=None, step: int = 0, ext
     return path
 
 
-def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """(metadata, arrays) of a checkpoint file, with errors that name the file."""
+def read_checkpoint(path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(metadata, arrays) of a checkpoint file without loading it into anything, with errors that
+    name the file: what a caller reads to build the right model first (GPT.from_checkpoint)."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if not zipfile.is_zipfile(path):  # checked first: np.load would try other formats, pickle included
@@ -114,7 +116,7 @@ def load_checkpoint(path, model, optimizer=None, config=None) -> dict:
     {"step", "config", "extra", "optimizer", "format"}. When `config` is given it must equal the
     saved one."""
     path = Path(path)
-    meta, arrays = _read(path)
+    meta, arrays = read_checkpoint(path)
     if config is not None:
         _check_config(path, meta["config"], _config_dict(config))
     model_sd = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}

@@ -247,3 +247,8 @@ def test_from_checkpoint_round_trip(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="bad.npz"):
         GPT.from_checkpoint(tmp_path / "bad.npz")
+    from scratchlm.models.nplm import NPLM, NPLMConfig
+    nplm = NPLM(NPLMConfig(vocab_size=5, context=2, n_embd=2, n_hidden=3))
+    save_checkpoint(tmp_path / "nplm.npz", nplm, config=nplm.config)
+    with pytest.raises(ValueError, match="nplm.npz is not a checkpoint of a GPT"):
+        GPT.from_checkpoint(tmp_path / "nplm.npz")

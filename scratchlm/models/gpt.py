@@ -31,16 +31,14 @@ the model on that token alone: `model(idx_new, cache=cache)` attends over the ca
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 import scratchlm.autograd.functional as F
 from scratchlm.autograd import Tensor, is_grad_enabled, no_grad
-from scratchlm.checkpoint import load_checkpoint
+from scratchlm.checkpoint import load_checkpoint, read_checkpoint
 from scratchlm.models import attention_kernels as kernels
 from scratchlm.nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, init
 from scratchlm.rng import get_rng
@@ -230,15 +228,13 @@ class GPT(Module):
     def from_checkpoint(cls, path) -> tuple[GPT, dict]:
         """(model, metadata) from a file written by save_checkpoint(path, model, config=model.config):
         the config stored in it builds the model, then load_checkpoint fills in the weights."""
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                config = json.loads(archive["meta"].item())["config"]
-                dtype = archive["model/wte.weight"].dtype
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-            raise ValueError(f"{path} is not a scratchlm checkpoint of a GPT: {e}") from None
+        meta, arrays = read_checkpoint(path)
+        config, weights = meta.get("config"), arrays.get("model/wte.weight")
+        if weights is None:
+            raise ValueError(f"{path} is not a checkpoint of a GPT: it has no token embedding (model/wte.weight)")
         if not isinstance(config, dict) or set(config) != {f.name for f in dataclasses.fields(GPTConfig)}:
             raise ValueError(f"{path}: its config is not a GPTConfig: {config!r}")
-        model = cls(GPTConfig(**config), dtype=dtype)
+        model = cls(GPTConfig(**config), dtype=weights.dtype)
         return model, load_checkpoint(path, model, config=model.config)
 
     @property
