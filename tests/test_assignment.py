@@ -435,6 +435,18 @@ def test_real_tree_every_exercise_has_a_registered_marker_and_a_test():
     assert asg.check_tests(REPO_ROOT, asg.scan(REPO_ROOT)) == []
 
 
+def test_real_tree_reference_solutions_score_full_marks(tmp_path, capsys):
+    results = tmp_path / "results.json"
+    rc = cli.main(["assignment", "grade", "--root", str(REPO_ROOT), "--json", str(results)])
+    table = capsys.readouterr().out
+    assert rc == 0, table
+    data = json.loads(results.read_text(encoding="utf-8"))
+    validate_gradescope(data)
+    n = len(asg.scan(REPO_ROOT))
+    assert data["score"] == n and f"{n:.2f} / {n}" in table, table
+    assert all(t["score"] == t["max_score"] == 1.0 for t in data["tests"]), table
+
+
 def assert_student_copy_works(root: Path, out: Path) -> None:
     """Strip every exercise of the project at root into out and check the copy: every module imports
     and every test file collects; each exercise's tests fail with the NotImplementedError naming that
