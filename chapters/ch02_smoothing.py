@@ -7,8 +7,9 @@ training tokens, 10k words, <unk> as in the text) and scored on its test set (82
 one </s> per sentence).
 
     2.1  Add-k (Laplace): add k to every count
-    2.2  Good-Turing and Katz back-off: a count r is really (r + 1) n_{r+1} / n_r; seen in held-out
-         text, that is about r - 0.75                                    -> ch02_discounts.png
+    2.2  Good-Turing and Katz back-off: a count r is really (r + 1) n_{r+1} / n_r; held-out text
+         shows the discount r - r*: about 0.65 at r = 1, growing to 1.45 by r = 8
+                                                                         -> ch02_discounts.png
     2.3  Witten-Bell: back off in proportion to how often a context was followed by a new word
     2.4  Jelinek-Mercer: interpolate the orders with weights tuned on held-out text (EM)
     2.5  Absolute discounting: subtract a fixed D from every count
@@ -121,10 +122,11 @@ results["good_turing"] = {"katz_trigram": katz, "srilm_defaults_trigram": srilm,
 
 fig, (left, right) = plotting.figure(1, 2, width=4.8, height=3.9)
 left.plot(r, r, "k:", lw=1, label="c* = c (no discount)")
-left.plot(r, np.maximum(r - 0.75, 0), "k--", lw=1, label="c - 0.75")
+left.plot(r, np.maximum(r - 0.75, 0), "k--", lw=1, label="c - 0.75 (Church & Gale, AP news)")
 left.plot(r, gt, "o-", label="Good-Turing (c+1) n$_{c+1}$ / n$_c$")
 left.plot(r, heldout, "s", label="held-out mean count")
-left.set(xlabel="count c in half A", ylabel="adjusted count c*", title="PTB bigrams: c* ≈ c − 0.75")
+left.set(xlabel="count c in half A", ylabel="adjusted count c*",
+         title=f"PTB bigrams: c − c* from {r[1] - heldout[1]:.2f} (c = 1) to {r[-1] - heldout[-1]:.2f} (c = {r[-1]})")
 left.legend(fontsize=8)
 right.plot(r[1:], (r - gt)[1:], "o-", label="c - c* (Good-Turing)")
 right.plot(r[1:], (r - heldout)[1:], "s", label="c - held-out mean")
@@ -151,7 +153,8 @@ print(f"2.4 Jelinek-Mercer trigram: lambdas (unigram..trigram) "
 results["jelinek_mercer"] = {"lambdas_trigram": jm.info["lambdas"]}
 
 # 2.5 Absolute discounting ----------------------------------------------------------------------
-# The figure of 2.2 says: subtract about 0.75 from every count. Ney, Essen & Kneser estimate it as
+# The figure of 2.2 says: subtract something from every count. One D for all counts is the first
+# approximation (2.7 uses three). Ney, Essen & Kneser estimate it as
 # D = n1 / (n1 + 2 n2) at each order, and interpolate with the next-shorter context:
 # u(w | h) = (c(hw) - D) / c(h .), and the mass taken, gamma(h) = D N1+(h .) / c(h .), is given
 # to p(w | h').

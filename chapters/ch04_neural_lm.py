@@ -190,7 +190,7 @@ mix_logprobs = interpolate_logprobs(nplm_logprobs["test"], kn_logprobs[5, "test"
 mix_test = ppl(mix_logprobs)
 print(f"4.6 mixture: lambda = {best_lambda:.2f} (valid perplexity {min(valid_curve):.1f}); "
       f"test perplexity {mix_test:.1f} (NPLM {nplm_ppl['test']:.1f}, KN5 {kn_test_ppl[5]:.1f})")
-for k, rows in buckets.items():  # the mixture follows whichever model is better on each kind of token
+for k, rows in buckets.items():  # near the better model on each kind of token, better than both on some
     by_order[k]["mixture_ppl"] = ppl(mix_logprobs[rows])
 print("4.6 mixture by longest seen n-gram: "
       + ", ".join(f"{k}: {b['mixture_ppl']:.1f}" for k, b in by_order.items()))

@@ -188,7 +188,7 @@ results["shakespeare_baselines"] = {"ngram_bits_per_char": shakespeare_ngram, "b
 # How much of the final number is the seed? benchmarks/gpt_seeds.py trains this recipe from 16 seeds
 # with scratchlm and with an identical PyTorch model, side by side: both give 1.9041 +- 0.0096 nats on
 # the whole valid split (1.8866 to 1.9265), while nanoGPT's own estimate, 20 random batches, scatters
-# twice as widely (1.8629 to 1.9323). nanoGPT's "1.88" is one such estimate; on the whole split none of
+# about twice as widely (standard deviation 0.0186, range 1.8629 to 1.9323). nanoGPT's "1.88" is one such estimate; on the whole split none of
 # the 16 runs of either implementation gets that low.
 eval_rng = np.random.default_rng(run.seed + 1)
 eval_batches = {split: [data.get_batch(ids[split], BATCH_SIZE, MODEL.block_size, rng=eval_rng)
