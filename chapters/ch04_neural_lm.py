@@ -84,7 +84,8 @@ def ppl(logprobs: np.ndarray) -> float:
 
 # 4.1 The data ------------------------------------------------------------------------------------
 # Every sentence is `<s> w1 .. wm </s>`; each of w1 .. wm, </s> is predicted once, from the n-1
-# tokens before it in its sentence (<s> fills in before the first word). These are exactly the
+# tokens before it in its sentence (<s> fills in before the first word). The id stream holds
+# `w1 .. wm </s>` for each sentence; `context_windows` adds the <s> padding (exercise 4.1). These are exactly the
 # tokens Chapter 2's n-gram models score, so the two kinds of model are judged on the same events.
 ptb = {split: sentences(data.load_lines("ptb", split)) for split in ("train", "valid", "test")}
 if run.quick:

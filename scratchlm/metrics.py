@@ -40,7 +40,8 @@ def log10_to_nats(log10_prob: float) -> float:
 
 def interpolate_logprobs(logp_a, logp_b, lam: float) -> np.ndarray:
     """ln(lam P_a + (1 - lam) P_b) per token, from the two models' log-probabilities ln P_a, ln P_b
-    (arrays of the same shape, natural log) and the weight 0 <= lam <= 1 of model a."""
+    (arrays of the same shape, natural log) and the weight 0 <= lam <= 1 of model a. At lam = 0 or 1
+    one weight's log is ln 0 = -inf and its term drops out: the result is exactly the other model."""
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"the interpolation weight must lie in [0, 1], got {lam}")
     logp_a, logp_b = np.asarray(logp_a, dtype=np.float64), np.asarray(logp_b, dtype=np.float64)

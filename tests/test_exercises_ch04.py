@@ -105,15 +105,26 @@ def test_loss_is_the_mean_cross_entropy():
 
 
 @pytest.mark.ex4_2
-def test_hidden_layer_dropout_only_in_training():
-    model = NPLM(NPLMConfig(vocab_size=5, context=2, n_embd=3, n_hidden=200, dropout=0.5), dtype=np.float64)
+def test_dropout_acts_on_the_hidden_layer_only_in_training():
+    # With V = h, U = the identity and b = 0 the logits are the hidden layer itself, so each logit is
+    # either dropped (0) or tanh(d + H x)_j scaled by 1 / (1 - p) (inverted dropout).
+    h, p = 64, 0.5
+    model = NPLM(NPLMConfig(vocab_size=h, context=2, n_embd=3, n_hidden=h, dropout=p), dtype=np.float64)
+    model.U.weight.data[:] = np.eye(h)
+    model.U.bias.data[:] = 0.0
     contexts = np.array([[1, 2], [3, 4]])
     model.eval()
-    first, second = model(contexts)[0].data, model(contexts)[0].data
-    np.testing.assert_array_equal(first, second, err_msg="in eval mode the forward pass must be deterministic")
+    kept = model(contexts)[0].data
+    np.testing.assert_array_equal(model(contexts)[0].data, kept, err_msg="in eval mode there is no dropout")
+    x = model.C.weight.data[contexts].reshape(2, -1)
+    np.testing.assert_allclose(kept, np.tanh(x @ model.H.weight.data.T + model.H.bias.data), rtol=1e-12,
+                               err_msg="eval mode: the hidden layer is a = tanh(d + H x), unscaled")
     model.train()
-    assert not np.allclose(model(contexts)[0].data, first), \
-        "in training mode dropout must act on the hidden layer a (self.drop)"
+    logits = model(contexts)[0].data
+    dropped, scaled = np.isclose(logits, 0.0, atol=1e-15), np.isclose(logits, kept / (1 - p), rtol=1e-12)
+    assert (dropped | scaled).all(), ("in training, dropout acts on a = tanh(d + H x): each unit is 0 or "
+                                      "a_j / (1 - p) -- not on x, not before the tanh, not on the logits")
+    assert dropped.any() and scaled.any(), "in training mode some hidden units must be dropped, and some kept"
 
 
 # ---------------------------------------------------------------------------------------------

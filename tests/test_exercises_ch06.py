@@ -12,9 +12,9 @@ import math
 import numpy as np
 import pytest
 
-from scratchlm.autograd import Tensor
+from scratchlm.autograd import Tensor, no_grad
 from scratchlm.models.attention_kernels import causal_softmax_backward, causal_softmax_forward
-from scratchlm.models.gpt import Block, GPTConfig
+from scratchlm.models.gpt import Block, GPTConfig, KVCache
 
 LN3 = math.log(3.0)
 
@@ -64,6 +64,15 @@ def test_huge_scores_do_not_overflow(dtype):
     P = forward([[0.0, 0.0], [1000.0, 1001.0]], dtype=dtype)
     assert np.isfinite(P).all(), "subtract the row's maximum before exponentiating: e^1000 overflows"
     np.testing.assert_allclose(P[1], [1 / (1 + math.e), math.e / (1 + math.e)], rtol=1e-6)
+
+
+@pytest.mark.ex6_1
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_maximum_is_over_the_visible_scores(dtype):
+    # A huge future score must not enter the row's maximum: e^(0 - 1e4) underflows to 0, and 0 / 0 = nan.
+    P = forward([[0.0, 1e4], [0.0, 0.0]], dtype=dtype)
+    np.testing.assert_allclose(P, [[1.0, 0.0], [0.5, 0.5]], rtol=1e-6,
+                               err_msg="take the maximum over the keys query i may see (j <= i + Tk - Tq) only")
 
 
 @pytest.mark.ex6_1
@@ -180,6 +189,22 @@ def test_attention_reads_the_normalised_stream():
     np.testing.assert_allclose(got3 - x3.data, got - x.data, rtol=1e-7, atol=1e-9,
                                err_msg="feed ln_1(x) to the attention, not x (pre-LayerNorm)")
     assert not np.allclose(got, x.data), "the attention's output must be added to the stream"
+
+
+@pytest.mark.ex6_3
+def test_block_hands_the_kv_cache_to_its_attention():
+    # Chapter 7 decodes with a KV cache: the block run on positions 0-1, then on 2-3 with the cache of
+    # the first call, must give what it gives on all four positions at once.
+    block, x = tiny_block(), stream()
+    cache = KVCache(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=2, n_embd=8), batch_size=2,
+                    dtype=np.float64)
+    with no_grad():
+        first = block(Tensor(x.data[:, :2]), cache).data
+        cache.length += 2                       # GPT.forward does this after its last block
+        second = block(Tensor(x.data[:, 2:]), cache).data
+        whole = block(x).data
+    np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, rtol=1e-12, atol=1e-12,
+                               err_msg="pass `cache` on to the attention: self.attn(self.ln_1(x), cache)")
 
 
 @pytest.mark.ex6_3

@@ -20,6 +20,12 @@ Kernels take (N, Tq, Tk) C-contiguous arrays (callers fold batch and head axes i
 positive scale in the arrays' dtype, and write into an output array passed last, as the autograd
 kernels do (scratchlm/autograd/kernels.py, whose exp and row helpers they share). Each `*_ref`
 twin has the same signature and is what the tests compare with.
+
+Writing one (exercises 6.1, 6.2): Numba compiles plain Python loops over array elements; take
+softmax_forward in scratchlm/autograd/kernels.py as the model. Make constants in the array's dtype
+(`scores.dtype.type(0.0)`), so that float32 stays float32; use the shared helpers `_exp`, `_row_max`
+and `_row_dot` on a row slice such as `scores[n, i, :visible]`; write every entry of `out`, the future
+ones as 0. The first call compiles (a second or two); later calls run from the cache.
 """
 
 from __future__ import annotations

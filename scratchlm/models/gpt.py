@@ -192,7 +192,8 @@ class Block(Module):
         self.mlp = MLP(config)
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
-        """x (B, T, C) -> (B, T, C): each sub-layer reads the normalised stream and adds to it."""
+        """x (B, T, C) -> (B, T, C): each sub-layer reads the normalised stream and adds to it. The KV
+        `cache` (Chapter 7's decoding; None in training) goes on to the attention, which reads and extends it."""
         # BEGIN SOLUTION 6.3: A pre-LayerNorm residual block (chapters/ch06_transformer.py §6.3)
         x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
