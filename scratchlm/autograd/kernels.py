@@ -33,22 +33,17 @@ GELU calls `erfc32` (a fitted formula, ~1e-6 relative); float64 kernels, used fo
 call math.exp and math.erf.
 """
 
+import functools
 import math
-import os
 
-# Numba's OpenMP threads otherwise spin-wait after every parallel loop, taking the cores away from
-# the BLAS threads of the matrix product that usually comes next; with both pools on 2 cores this
-# made a GPT training step 1.7x slower. Sleeping at once costs a few microseconds per kernel.
-# (Read when OpenMP starts, at the first parallel kernel; an explicit setting wins.)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
 
-import functools  # noqa: E402
-
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-from llvmlite import ir  # noqa: E402
-from numba import njit, prange, types  # noqa: E402
-from numba.extending import intrinsic, overload  # noqa: E402
+# The OpenMP wait policy these kernels' thread pool should run with, and the malloc settings that let
+# every step reuse the previous step's arrays, are set when scratchlm is imported: scratchlm/runtime.py.
 
 # Below this many elements a kernel runs on one thread: waking a second thread costs about what it
 # saves on a small array, and on a busy machine (or beside BLAS's threads) it can cost milliseconds.
