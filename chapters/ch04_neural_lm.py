@@ -21,7 +21,7 @@ conventions, so every perplexity here compares with Chapter 2's table:
     4.8  characters: makemore's names; NLL against the window's width, NPLM vs Kneser-Ney
                                                                         -> ch04_names_context.png
 
-Run:      python chapters/ch04_neural_lm.py [--quick]      (full run: 22 minutes on 2 cores)
+Run:      python chapters/ch04_neural_lm.py [--quick]      (full run: 19 minutes on 2 cores)
 Figures:  figures/ch04_*.png; numbers and nearest-neighbour lists in figures/ch04_results.json
 Library:  scratchlm/models/nplm.py, scratchlm/train.py, scratchlm/ngram/
 """
@@ -40,7 +40,7 @@ from scratchlm.train import configure_optimizer, evaluate
 
 # Settings. PTB: the output layer (V = 10,001 words x h) is ~95% of the flops, so h sets the cost of
 # an epoch (about 6 V h flops per token); dropout on the hidden layer and AdamW's weight decay keep
-# 4.0M parameters from memorising 0.93M training tokens. An epoch takes ~2.5 minutes on 2 cores.
+# 4.0M parameters from memorising 0.93M training tokens. An epoch takes ~2 minutes on 2 cores.
 PTB_MODEL = dict(context=4, n_embd=128, n_hidden=256, dropout=0.3, weight_decay=0.1)
 PTB_TRAIN = EpochSettings(epochs=8, batch_size=512, learning_rate=2e-3, min_lr=0.0, warmup_steps=200,
                           patience=2)
