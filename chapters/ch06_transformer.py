@@ -1,7 +1,7 @@
 """Chapter 6 — The Transformer: attention, from one head to a GPT.
 
 An n-gram model and the NPLM see a fixed window of the past. Self-attention lets every position
-look at all earlier positions and decide, from their content, how much of each to take: position t
+look at all earlier positions (up to block_size of them, 64 here against the NPLM's 8) and decide, from their content, how much of each to take: position t
 asks a question (its query q_t), every earlier position s offers an answer's address (its key k_s)
 and content (its value v_s), and the output is the average of the values weighted by
 softmax_s(q_t . k_s / sqrt(d)) over s <= t. Stack that with a small MLP, residual connections and
@@ -9,7 +9,7 @@ layer normalisation, and you have the decoder of GPT (scratchlm/models/gpt.py):
 
     6.1  one head of causal self-attention, by hand
     6.2  many heads side by side, and the same computation fused into one op
-    6.3  the model: nanoGPT's "baby GPT"; before training its loss is ln V, a uniform guess
+    6.3  the model: nanoGPT's CPU-sized character GPT; before training its loss is ln V, a uniform guess
     6.4  the baselines on the same characters: Kneser-Ney n-grams (Chapter 2) and the NPLM (Chapter 4)
     6.5  training the baby GPT on tinyshakespeare with nanoGPT's recipe (2000 steps)
     6.6  samples from it
@@ -43,7 +43,9 @@ from scratchlm.tokenizers import CharTokenizer
 from scratchlm.train import TrainConfig, configure_optimizer, evaluate, train
 
 # Settings. The baby GPT and its recipe are nanoGPT's CPU run on tinyshakespeare characters:
-# n_layer 4, n_head 4, n_embd 128, block_size 64, batch 12, no dropout, no biases, tied embeddings;
+# n_layer 4, n_head 4, n_embd 128, block_size 64, batch 12, no dropout, no biases, tied embeddings
+# (nanoGPT calls its larger GPU model the "baby GPT"; this one shrinks it for a CPU); GELU is the
+# tanh approximation here, nanoGPT's the exact erf form (GPTConfig(gelu="none") gives it);
 # AdamW (beta2 0.99, weight decay 0.1), lr 1e-3 -> 1e-4 (100 warmup steps, cosine), clip 1.0.
 MODEL = GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, bias=False, tie_weights=True)
 TRAIN = TrainConfig(max_iters=2000, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=2000,
@@ -218,7 +220,8 @@ results["shakespeare"]["sample"] = {"temperature": TEMPERATURE, "text": sample}
 
 # 6.7 What the heads look at ------------------------------------------------------------------------
 # Run the model on a valid excerpt and keep each head's weights P: row t shows where position t
-# looked. Heads specialise: some look one or two characters back (an n-gram inside the model),
+# looked. Heads specialise: some weight the current and previous characters (a head of the first
+# layer puts 30% of its weight on the previous one, on average: an n-gram inside the model),
 # some at the first letter of the current word (a vertical bar spanning the word), some at the
 # start of the line or the speaker's name.
 excerpt_ids = ids["valid"][:ATTENTION_CHARS][None]
@@ -318,8 +321,8 @@ results["names"] = {"config": dataclasses.asdict(NAMES_MODEL), "train_config": d
 # 6.9 Learning curves against the baselines ---------------------------------------------------------
 # Loss in bits per character (nats / ln 2), against the best n-gram and the NPLM on the same split.
 # nanoGPT's CPU budget, 2000 steps of 768 characters, is about 1.5 passes over the training text:
-# the GPT's curve is still falling steeply when it stops, while the n-gram (one counting pass) and
-# the NPLM (several epochs) have had their fill of the data. Compute, not only architecture, decides
+# the GPT's valid curve is still falling when its schedule ends (about 0.01 nats per 100 steps),
+# while the n-gram has counted all there is to count and the NPLM has had several passes. Compute, not only architecture, decides
 # the ranking; nanoGPT's larger GPU model (6 layers, 384 wide, 256 characters of context, 5000 steps
 # of 16k characters) reaches 1.47 nats = 2.12 bits on this split.
 fig, axes = plotting.figure(1, 2, width=6.0, height=4.2)

@@ -165,8 +165,9 @@ plotting.save(fig, run.out, "ch07_tradeoff")
 
 # 7.6 Beam search ---------------------------------------------------------------------------------
 # Keep the `width` most likely prefixes, extend each by every character, keep the best `width`.
-# Wider beams find continuations the model rates more likely than greedy's, and they read worse
-# still: the most likely text is the most repetitive.
+# Wider beams find continuations the model rates more likely than greedy's, and they read no
+# better: every width falls into loops like "that the have the have". Higher likelihood under the
+# model does not buy better text.
 beams = {}
 for width in BEAM_WIDTHS:
     (ids, score), *_ = beam_search(model, prompt[0], BEAM_CHARS, beam_width=width)

@@ -9,7 +9,8 @@ Adam (Kingma & Ba 2015), step t = 1, 2, ..., weight decay added to the gradient 
     p <- p - lr/(1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 
 AdamW (Loshchilov & Hutter 2019): Adam with the decay decoupled from the gradient,
-    p <- p (1 - lr lambda)   before the Adam update (and lambda never enters m or v).
+    p <- p (1 - lr lambda)   before the Adam update (and lambda never enters m or v). This is
+    PyTorch's form; the paper multiplies lambda by the schedule's factor eta_t only, not by lr.
 
 Parameters are anything with `.data` and `.grad` arrays (scratchlm.nn.Parameter); those whose
 grad is None are skipped. Groups are torch-style dicts, each with its own hyperparameters:
@@ -220,7 +221,8 @@ def cosine_lr(step: int, *, max_lr: float, min_lr: float, warmup_steps: int, tot
 def clip_grad_norm(params: Iterable, max_norm: float) -> float:
     """Scale every gradient by max_norm / ||g|| when the global norm ||g|| = sqrt(sum of all squared
     gradient entries) exceeds max_norm (torch's clip_grad_norm_, 1e-6 guard included). Returns
-    ||g|| before clipping; a non-finite norm leaves the gradients as they are for the caller to see."""
+    ||g|| before clipping, for the caller to check: a NaN norm leaves the gradients unchanged, an infinite
+    one scales them by 0 (infinite entries become NaN), as torch's does."""
     grads = [p.grad for p in params if p.grad is not None]
     total = math.sqrt(sum(float(np.dot(g.ravel(order="K"), g.ravel(order="K"))) for g in grads))
     coef = max_norm / (total + 1e-6)

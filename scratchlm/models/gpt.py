@@ -14,14 +14,15 @@ head mixes the values of the positions it may see, weighted by how well their ke
 
 and the heads' outputs are concatenated and projected back to C. The causal softmax (mask, scale,
 normalise) is one fused Numba kernel, forward and backward (`attention_kernels.py`), and the whole
-of attention is one graph node around it and four batched matrix products
+of attention is one graph node around it and two batched matrix products (four in the backward)
 (`causal_self_attention`, the counterpart of PyTorch's scaled_dot_product_attention), with its
 backward pass written out. GELU is GPT-2's tanh approximation unless the config asks for the
 exact erf form (nanoGPT's choice); both are in scratchlm.autograd.functional.gelu.
 
-Initialisation follows GPT-2: weights ~ N(0, 0.02), biases 0, and the projections that write into
-the residual stream (attention's and the MLP's c_proj) ~ N(0, 0.02 / sqrt(2 n_layer)), so the
-stream's variance does not grow with depth. Parameter names follow nanoGPT's (wte, wpe, h.0.attn.
+Initialisation follows GPT-2: weights ~ N(0, std 0.02) (GPT-1's), biases 0, and the projections that
+write into the residual stream (attention's and the MLP's c_proj) ~ N(0, std 0.02 / sqrt(2 n_layer))
+(GPT-2's addition), so the total variance the 2 n_layer residual branches add stays about the same
+whatever the depth. Parameter names follow nanoGPT's (wte, wpe, h.0.attn.
 c_attn.weight, ...), without its `transformer.` prefix, so weights copy across to and from PyTorch.
 
 A `KVCache` (Chapter 7) keeps every layer's keys and values, so that generating one more token runs
@@ -243,7 +244,8 @@ class GPT(Module):
         return self.config.block_size
 
     def num_parameters(self, non_embedding: bool = True) -> int:
-        """Parameter count; by default without the position embeddings (as GPT-2 papers count)."""
+        """Parameter count; by default without the position embeddings (nanoGPT's convention: the tied
+        token embedding counts, since it is also the output layer)."""
         n = sum(p.size for p in self.parameters())
         return n - self.wpe.weight.size if non_embedding else n
 

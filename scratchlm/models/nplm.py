@@ -23,9 +23,10 @@ output unit stays, and training drives its probability towards 0).
 Training (`train_epochs`): AdamW from `scratchlm.train.configure_optimizer`, one `train_step` per
 batch of a shuffled epoch, warmup + cosine learning rate, evaluation on valid after every epoch,
 early stopping when valid has not improved for `patience` epochs, and the best epoch's weights
-restored at the end. With a checkpoint path, each epoch is saved so a run resumes exactly. Two
-departures from the 2003 recipe, both for a short training budget: dropout on the hidden layer a,
-and AdamW (decoupled weight decay) in place of SGD with L2 decay.
+restored at the end. With a checkpoint path, each epoch is saved so a run resumes exactly. Three
+departures from the 2003 recipe: dropout on the hidden layer a (regularisation), AdamW (decoupled
+weight decay) in place of SGD with L2 decay, and a warmup + cosine schedule in place of the
+paper's eps_0 / (1 + r t), the last two for a short training budget.
 """
 
 from __future__ import annotations
