@@ -11,8 +11,9 @@
     1.4  Perplexity: exp of the average negative log-probability per token, the number of equally
          likely choices the model is as unsure as. Names, from uniform to 4-gram, train vs valid
     1.5  Shannon's game: Shakespeare sampled from unigram to 4-gram models
-    1.6  Sparsity and OOV: most held-out n-grams were never seen in training, and maximum
-         likelihood gives them probability 0 -- infinite perplexity. Chapter 2 is the cure.
+    1.6  Sparsity and OOV: from trigrams on, most held-out n-grams were never seen in training (a
+         fifth of the bigrams already were not), and maximum likelihood gives them probability 0 --
+         infinite perplexity. Chapter 2 is the cure.
                                                                          -> ch01_sparsity.png
 
 Run:  python chapters/ch01_ngrams.py [--quick] [--out DIR]        (numbers: ch01_results.json)

@@ -75,8 +75,9 @@ def perplexity(method: str, order: int) -> float:
 results = {}
 
 # 2.1 Add-k --------------------------------------------------------------------------------
-# p(w | h) = (c(hw) + k) / (c(h) + k |V|). With |V| = 10,000, a context seen 100 times hands
-# 10,000 k / (100 + 10,000 k) of its mass to the unseen words -- for k = 1, 99%.
+# p(w | h) = (c(hw) + k) / (c(h) + k |V|). With |V| = 10,000, the k |V| pseudo-counts of a context
+# seen 100 times take 10,000 k / (100 + 10,000 k) of its mass -- for k = 1, 99%, almost all of it
+# landing on words never seen after h.
 add_k = {k: fit("add_k", 3, k=k).perplexity(valid) for k in ADD_K}
 best_k = min(add_k, key=add_k.get)
 print("2.1 add-k trigram, valid perplexity: " + ", ".join(f"k={k:g}: {p:.1f}" for k, p in add_k.items())

@@ -74,7 +74,7 @@ results["tensor_layer_max_abs_diff"] = tensor_diff
 # The analytic gradient of every op is compared with central differences,
 #   dL/dx_i ~ (L(x + eps e_i) - L(x - eps e_i)) / (2 eps),
 # in float64 (gradcheck's docstring gives the exact error measure). One wrong sign or a missing
-# broadcast sum shows up here as an error of order 1 instead of 1e-9.
+# broadcast sum shows up here as an error of order 1 instead of 1e-8 or less (the tolerance is 1e-6).
 
 
 def leaf(*shape, low=None):
@@ -137,9 +137,10 @@ plotting.save(fig, run.out, "ch03_gradcheck")
 # 3.4 Training an MLP ------------------------------------------------------------------------------
 # Three interleaved spiral arms in the plane: not linearly separable, so the network has to bend
 # its decision boundary. Model: Linear(2, H) -> tanh -> Linear(H, H) -> tanh -> Linear(H, 3), trained
-# on the mean cross-entropy with AdamW, all points at once (full batch). For logits z_i and target t_i
-# the loss is logsumexp(z_i) - z_i[t_i], so its gradient is dL/dz_i = (softmax(z_i) - onehot(t_i)) / N:
-# each point pulls its target's logit up and the others down, by their probabilities.
+# on the mean cross-entropy with AdamW, all points at once (full batch). The loss of point i, with
+# logits z_i and target t_i, is l_i = logsumexp(z_i) - z_i[t_i], with dl_i/dz_i = softmax(z_i) -
+# onehot(t_i); the mean L = (1/N) sum_i l_i divides that by N. Each point pulls its target's logit up
+# and the others down, by their probabilities.
 
 
 def spirals(n_per_class: int, n_classes: int, rng) -> tuple[np.ndarray, np.ndarray]:

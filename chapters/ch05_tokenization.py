@@ -158,7 +158,9 @@ plotting.save(fig, run.out, "ch05_compression")
 # 5.5 Zipf's law ----------------------------------------------------------------------------------
 # Word frequencies fall off as a power of their rank, f(r) ~ r^-s with s near 1: a few words are
 # everywhere and most words are rare, which is why word vocabularies never close. BPE keeps the
-# frequent words whole and spells the rare ones in pieces, so its rarest tokens are still common.
+# frequent words whole and spells the rare ones in pieces, so far fewer of its types are rare: on
+# Shakespeare 1.8% of the BPE-4096 types occur once in train against 58% of the word types, and
+# types seen under 10 times carry 0.7% of the tokens instead of 23%.
 # ("Words" here are whitespace-separated, punctuation attached, as a word-level model would see them.)
 zipf_bpe = bpe["tinyshakespeare"].truncated(ZIPF_VOCAB)
 units = {"words": english["train"].split(), f"BPE-{ZIPF_VOCAB} tokens": zipf_bpe.encode(english["train"]).tolist()}

@@ -1,6 +1,6 @@
 """Fused functions on Tensors: softmax, cross-entropy, layer norm, GELU, embedding, ... Chapter 3.
 
-Each could be written as a chain of Tensor ops, and the book does that first; here each is one
+Each could be written as a chain of Tensor ops (try it, then compare with gradcheck); here each is one
 node in the graph, with its forward and backward in a Numba kernel (kernels.py), because the
 chain would keep every intermediate array alive and walk memory once per op. Import as F:
 

@@ -15,7 +15,8 @@ KenLM's adjust_counts),
                 = N1+(. w_1..w_k) = |{v : c(v w_1..w_k) > 0}|   otherwise (continuation count)
 
 i.e. a lower-order n-gram counts the distinct words it follows, not how often it occurs: "Francisco"
-is frequent but follows only "San", so as a unigram it should be rare.
+is frequent but follows almost only "San" (3 distinct words in PTB train), so as a unigram it should
+be rare.
 
 Count-of-counts n_r (how many k-grams have count r) feed the discounts (discounts.py).
 """

@@ -4,7 +4,7 @@ Every smoothing method that discounts takes some probability mass from the n-gra
 and gives it to those it has not. How much to take is estimated from n_r, the number of n-grams
 seen exactly r times (at one order):
 
-Good-Turing (Katz 1987). An n-gram seen r times is "really" seen r* = (r + 1) n_{r+1} / n_r times.
+Good-Turing (Good 1953, crediting Turing), as Katz (1987) uses it. An n-gram seen r times is "really" seen r* = (r + 1) n_{r+1} / n_r times.
 Katz discounts only counts r <= K (large counts are reliable), rescaled so that the mass taken
 from them is still the Good-Turing estimate n_1 / total of everything unseen:
 
