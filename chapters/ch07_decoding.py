@@ -125,9 +125,9 @@ results["temperature"] = {str(T): v for T, v in by_temperature.items()}
 
 # 7.4 Truncation: top-k and top-p ---------------------------------------------------------------
 # The tail of the distribution holds many unlikely characters whose total probability is not
-# small; one bad draw from it derails the text. Top-k keeps the k most likely; top-p keeps the
-# smallest set whose probability reaches p, so it keeps few candidates where the model is sure
-# and many where it is not.
+# small; one bad draw from it derails the text. Top-k keeps the k most likely; top-p (exercise
+# 7.1) keeps the smallest set whose probability reaches p, so it keeps few candidates where the
+# model is sure and many where it is not.
 by_top_p = {}
 for p in TOP_P:
     by_top_p[p] = describe(generate(model, prompts, NEW_CHARS, top_p=p, rng=np.random.default_rng(run.seed)))
@@ -180,7 +180,7 @@ results["beam_search"] = {str(w): v for w, v in beams.items()}
 # 7.7 The KV cache -----------------------------------------------------------------------------------
 # Without a cache, every new token runs the model over the whole context again: the t-th token costs
 # a forward pass over t positions. The keys and values of earlier positions do not change, so the
-# cache keeps them and runs the model on the new position alone. The model here has the baby GPT's
+# cache keeps them and runs the model on the new position alone (KVCache.extend, exercise 7.2). The model here has the baby GPT's
 # size and a 512-token context (its weights are untrained: speed does not depend on them).
 kv_model = GPT(KV_CONFIG)
 kv_model.eval()

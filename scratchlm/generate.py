@@ -48,6 +48,7 @@ def next_token_probs(logits: np.ndarray, temperature: float = 1.0, top_k: int | 
     if top_p is not None:
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        # BEGIN SOLUTION 7.1: Top-p (nucleus) truncation (chapters/ch07_decoding.py §7.4)
         order = np.argsort(-probs, axis=-1, kind="stable")
         sorted_probs = np.take_along_axis(probs, order, axis=-1)
         mass_before = np.cumsum(sorted_probs, axis=-1) - sorted_probs  # mass of the more likely tokens
@@ -55,6 +56,7 @@ def next_token_probs(logits: np.ndarray, temperature: float = 1.0, top_k: int | 
         keep = np.empty_like(keep_sorted)
         np.put_along_axis(keep, order, keep_sorted, axis=-1)
         probs = np.where(keep, probs, 0.0)
+        # END SOLUTION
     return probs / probs.sum(axis=-1, keepdims=True)
 
 

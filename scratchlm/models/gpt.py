@@ -146,11 +146,15 @@ class KVCache:
         self.length = 0
 
     def extend(self, layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Write the new positions' k, v (B, nh, T, hs) of `layer`; return all keys and values so far."""
+        """Write the new positions' k, v (B, nh, T, hs) of `layer` after the `length` cached ones; return
+        all keys and values so far, (B, nh, length + T, hs) each. `length` itself is advanced by the
+        caller (GPT.forward), once every layer has written its share."""
+        # BEGIN SOLUTION 7.2: Extending the KV cache (chapters/ch07_decoding.py §7.7)
         end = self.length + k.shape[2]
         self.k[layer, :, :, self.length:end] = k
         self.v[layer, :, :, self.length:end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        # END SOLUTION
 
     def reorder(self, rows: np.ndarray) -> None:
         """Keep batch rows `rows` (in that order, repeats allowed): beam search follows its beams."""
