@@ -111,12 +111,12 @@ def _check_config(path: Path, saved: dict | None, given: dict) -> None:
         raise ValueError(f"{path}: config differs from the checkpoint's: {shown}")
 
 
-def load_checkpoint(path, model, optimizer=None, config=None) -> dict:
+def load_checkpoint(path, model, optimizer=None, config=None, contents=None) -> dict:
     """Load `path` into `model` (and `optimizer`) in place and return its metadata
     {"step", "config", "extra", "optimizer", "format"}. When `config` is given it must equal the
-    saved one."""
+    saved one. `contents` = read_checkpoint(path), when the caller has read the file already."""
     path = Path(path)
-    meta, arrays = read_checkpoint(path)
+    meta, arrays = read_checkpoint(path) if contents is None else contents
     if config is not None:
         _check_config(path, meta["config"], _config_dict(config))
     model_sd = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}

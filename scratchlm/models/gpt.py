@@ -234,14 +234,14 @@ class GPT(Module):
     def from_checkpoint(cls, path) -> tuple[GPT, dict]:
         """(model, metadata) from a file written by save_checkpoint(path, model, config=model.config):
         the config stored in it builds the model, then load_checkpoint fills in the weights."""
-        meta, arrays = read_checkpoint(path)
+        meta, arrays = read_checkpoint(path)          # read once: the config, then the weights
         config, weights = meta.get("config"), arrays.get("model/wte.weight")
         if weights is None:
             raise ValueError(f"{path} is not a checkpoint of a GPT: it has no token embedding (model/wte.weight)")
         if not isinstance(config, dict) or set(config) != {f.name for f in dataclasses.fields(GPTConfig)}:
             raise ValueError(f"{path}: its config is not a GPTConfig: {config!r}")
         model = cls(GPTConfig(**config), dtype=weights.dtype)
-        return model, load_checkpoint(path, model, config=model.config)
+        return model, load_checkpoint(path, model, config=model.config, contents=(meta, arrays))
 
     @property
     def block_size(self) -> int:
