@@ -1,4 +1,5 @@
-"""Shared by the benchmark scripts: pin every thread pool before NumPy loads.
+"""Shared by the benchmark scripts: pin every thread pool before NumPy loads, and build the PyTorch
+twins of a scratchlm model's parameters and optimiser.
 
     from _common import set_threads      # first lines of a benchmark, before `import numpy`
     THREADS = set_threads()              # reads --threads N from the command line (default 1)
@@ -29,3 +30,18 @@ def set_threads(default: int = 1) -> int:
     for var in THREAD_VARS:
         os.environ[var] = str(n)
     return n
+
+
+def torch_parameters(model) -> dict:
+    """{name: leaf torch tensor requiring grad} copied from a scratchlm model's parameters."""
+    import torch  # only the benchmarks that have a PyTorch reference need it
+    return {name: torch.tensor(p.data, requires_grad=True) for name, p in model.named_parameters()}
+
+
+def torch_adamw(params: dict, lr: float, weight_decay: float, betas=(0.9, 0.99)):
+    """PyTorch's AdamW over `params` grouped as scratchlm.train.configure_optimizer groups them:
+    weight decay on the parameters with ndim >= 2, none on the others."""
+    import torch
+    groups = [{"params": [p for p in params.values() if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params.values() if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))

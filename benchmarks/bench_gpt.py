@@ -22,9 +22,10 @@ import os
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import set_threads, torch_adamw, torch_parameters  # noqa: E402
+
 if __name__ == "__main__":  # thread counts must be set before NumPy (and its BLAS) load
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _common import set_threads
     set_threads(default=2)
 
 import json  # noqa: E402
@@ -45,12 +46,6 @@ except ImportError:  # the benchmark still times scratchlm alone
 # ---------------------------------------------------------------------------------------------
 # The PyTorch twin: the same computation over the same named parameters
 # ---------------------------------------------------------------------------------------------
-
-def torch_parameters(model, dtype=None) -> dict:
-    """{name: leaf torch tensor requiring grad} copied from a scratchlm model's parameters."""
-    return {name: torch.tensor(p.data if dtype is None else p.data.astype(dtype), requires_grad=True)
-            for name, p in model.named_parameters()}
-
 
 def torch_gpt_loss(params: dict, config, idx, targets=None):
     """nanoGPT's forward in PyTorch over `params` (names as in scratchlm.models.gpt) -> (logits, loss)."""
@@ -131,10 +126,7 @@ def scratchlm_step_fn(model, lr: float = 1e-3):
 
 def torch_step_fn(model, lr: float = 1e-3):
     params = torch_parameters(model)
-    decay = [p for p in params.values() if p.ndim >= 2]
-    no_decay = [p for p in params.values() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
+    optimizer = torch_adamw(params, lr, weight_decay=0.1)
 
     def step(x, y):
         optimizer.zero_grad(set_to_none=True)

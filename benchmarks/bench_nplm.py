@@ -20,10 +20,11 @@ import argparse
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import set_threads, torch_adamw, torch_parameters  # noqa: E402
+
 if __name__ == "__main__":  # thread counts must be set before NumPy (and its BLAS) load
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _common import set_threads
-    THREADS = set_threads(default=2)
+    set_threads(default=2)
 
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -39,11 +40,6 @@ except ImportError:  # the benchmark still times scratchlm alone
 # ---------------------------------------------------------------------------------------------
 # The PyTorch twin: the same computation over the same named parameters
 # ---------------------------------------------------------------------------------------------
-
-
-def torch_parameters(model) -> dict:
-    """{name: leaf torch tensor requiring grad} copied from a scratchlm model's parameters."""
-    return {name: torch.tensor(p.data, requires_grad=True) for name, p in model.named_parameters()}
 
 
 def torch_nplm_loss(params: dict, config, context, targets, dropout: bool = False):
@@ -115,10 +111,7 @@ def main() -> None:
     if torch is not None:
         torch.set_num_threads(args.threads)
         params = torch_parameters(model)
-        decay = [p for p in params.values() if p.dim() >= 2]
-        no_decay = [p for p in params.values() if p.dim() < 2]
-        t_opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.99))
+        t_opt = torch_adamw(params, lr, config.weight_decay)
 
         def torch_step(x, y):
             t_opt.zero_grad(set_to_none=True)

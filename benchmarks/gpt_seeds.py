@@ -68,12 +68,11 @@ def run(impl: str, seed: int, steps: int) -> dict:
     if impl == "torch":
         import torch
 
-        from bench_gpt import torch_gpt_loss, torch_parameters
+        from _common import torch_adamw, torch_parameters
+        from bench_gpt import torch_gpt_loss
         torch.set_num_threads(1)
         params = torch_parameters(model)
-        groups = [{"params": [p for p in params.values() if p.ndim >= 2], "weight_decay": recipe.weight_decay},
-                  {"params": [p for p in params.values() if p.ndim < 2], "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=recipe.learning_rate, betas=(recipe.beta1, recipe.beta2))
+        optimizer = torch_adamw(params, recipe.learning_rate, recipe.weight_decay, (recipe.beta1, recipe.beta2))
 
         def step(x, y, lr):
             for group in optimizer.param_groups:
