@@ -85,8 +85,9 @@ def ppl(logprobs: np.ndarray) -> float:
 # 4.1 The data ------------------------------------------------------------------------------------
 # Every sentence is `<s> w1 .. wm </s>`; each of w1 .. wm, </s> is predicted once, from the n-1
 # tokens before it in its sentence (<s> fills in before the first word). The id stream holds
-# `w1 .. wm </s>` for each sentence; `context_windows` adds the <s> padding (exercise 4.1). These are exactly the
-# tokens Chapter 2's n-gram models score, so the two kinds of model are judged on the same events.
+# `w1 .. wm </s>` for each sentence; `context_windows` adds the <s> padding (exercise 4.1). These
+# are exactly the tokens Chapter 2's n-gram models score, so the two kinds of model are judged on
+# the same events.
 ptb = {split: sentences(data.load_lines("ptb", split)) for split in ("train", "valid", "test")}
 if run.quick:
     ptb = {"train": ptb["train"][:2000], "valid": ptb["valid"][:200], "test": ptb["test"][:200]}
@@ -210,8 +211,9 @@ plotting.save(fig, run.out, "ch04_mixture")
 
 # 4.7 What the word vectors learned ---------------------------------------------------------------
 # No one told the model that "monday" and "wednesday" are alike; they get nearby vectors because
-# they predict the same next words. The neighbour lists of rarer words are noisier. Cosine similarity finds each word's neighbours; a 2-D PCA of
-# a few word families (fitted on those words' vectors) shows them as clusters.
+# they predict the same next words. The neighbour lists of rarer words are noisier. Cosine
+# similarity finds each word's neighbours; a 2-D PCA of a few word families (fitted on those words'
+# vectors) shows them as clusters.
 C = model.C.weight.data.astype(np.float64)
 unit = C / np.linalg.norm(C, axis=1, keepdims=True)
 neighbours = {}

@@ -1,9 +1,10 @@
 """Chapter 6 — The Transformer: attention, from one head to a GPT.
 
 An n-gram model and the NPLM see a fixed window of the past. Self-attention lets every position
-look at all earlier positions (up to block_size of them, 64 here against the NPLM's 8) and decide, from their content, how much of each to take: position t
-asks a question (its query q_t), every earlier position s offers an answer's address (its key k_s)
-and content (its value v_s), and the output is the average of the values weighted by
+look at all earlier positions (up to block_size of them, 64 here against the NPLM's 8) and decide,
+from their content, how much of each to take: position t asks a question (its query q_t), every
+earlier position s offers an answer's address (its key k_s) and content (its value v_s), and the
+output is the average of the values weighted by
 softmax_s(q_t . k_s / sqrt(d)) over s <= t. Stack that with a small MLP, residual connections and
 layer normalisation, and you have the decoder of GPT (scratchlm/models/gpt.py):
 
@@ -188,10 +189,11 @@ results["shakespeare_baselines"] = {"ngram_bits_per_char": shakespeare_ngram, "b
 # one, so one forward pass scores 768 predictions, each with all of its window's past as context.
 # The log line every 100 steps estimates train and valid loss on 20 fixed batches each.
 # How much of the final number is the seed? benchmarks/gpt_seeds.py trains this recipe from 16 seeds
-# with scratchlm and with an identical PyTorch model, side by side: both give 1.9041 +- 0.0096 nats on
-# the whole valid split (1.8866 to 1.9265), while nanoGPT's own estimate, 20 random batches, scatters
-# about twice as widely (standard deviation 0.0186, range 1.8629 to 1.9323). nanoGPT's "1.88" is one such estimate; on the whole split none of
-# the 16 runs of either implementation gets that low.
+# with scratchlm and with an identical PyTorch model, side by side: both give 1.9041 +- 0.0096 nats
+# on the whole valid split (1.8866 to 1.9265), while nanoGPT's own estimate, 20 random batches,
+# scatters about twice as widely (standard deviation 0.0186, range 1.8629 to 1.9323). nanoGPT's
+# "1.88" is one such estimate; on the whole split none of the 16 runs of either implementation gets
+# that low.
 eval_rng = np.random.default_rng(run.seed + 1)
 eval_batches = {split: [data.get_batch(ids[split], BATCH_SIZE, MODEL.block_size, rng=eval_rng)
                         for _ in range(TRAIN.eval_iters)] for split in ("train", "valid")}
@@ -322,9 +324,9 @@ results["names"] = {"config": dataclasses.asdict(NAMES_MODEL), "train_config": d
 # Loss in bits per character (nats / ln 2), against the best n-gram and the NPLM on the same split.
 # nanoGPT's CPU budget, 2000 steps of 768 characters, is about 1.5 passes over the training text:
 # the GPT's valid curve is still falling when its schedule ends (about 0.01 nats per 100 steps),
-# while the n-gram has counted all there is to count and the NPLM has had several passes. Compute, not only architecture, decides
-# the ranking; nanoGPT's larger GPU model (6 layers, 384 wide, 256 characters of context, 5000 steps
-# of 16k characters) reaches 1.47 nats = 2.12 bits on this split.
+# while the n-gram has counted all there is to count and the NPLM has had several passes. Compute,
+# not only architecture, decides the ranking; nanoGPT's larger GPU model (6 layers, 384 wide, 256
+# characters of context, 5000 steps of 16k characters) reaches 1.47 nats = 2.12 bits on this split.
 fig, axes = plotting.figure(1, 2, width=6.0, height=4.2)
 panels = [("tinyshakespeare (characters)", history, nats_to_bits(full_valid), shakespeare_ngram, shakespeare_nplm),
           ("names (characters)", names_history, names_gpt_bits, names_ngram, names_nplm)]

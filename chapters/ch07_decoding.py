@@ -180,8 +180,9 @@ results["beam_search"] = {str(w): v for w, v in beams.items()}
 # 7.7 The KV cache -----------------------------------------------------------------------------------
 # Without a cache, every new token runs the model over the whole context again: the t-th token costs
 # a forward pass over t positions. The keys and values of earlier positions do not change, so the
-# cache keeps them and runs the model on the new position alone (KVCache.extend, exercise 7.2). The model here has the baby GPT's
-# size and a 512-token context (its weights are untrained: speed does not depend on them).
+# cache keeps them and runs the model on the new position alone (KVCache.extend, exercise 7.2). The
+# model here has the baby GPT's size and a 512-token context (its weights are untrained: speed does
+# not depend on them).
 kv_model = GPT(KV_CONFIG)
 kv_model.eval()
 start = np.zeros((1, 1), dtype=np.int64)

@@ -25,8 +25,9 @@ The scalar helpers exp32 and erfc32 are checked against np.exp and math.erfc ins
 
 Stability: every softmax and cross-entropy exponential is of x - max(x) <= 0, so nothing overflows
 however large the logits (the log-sum-exp trick); the tanh GELU's gate 1 / (1 + e^(-2u)) relies on
-e^(-2u) overflowing to inf for x << 0, which gives the right limit 0. Sums over a row are accumulated in float64 when the row is short (layer norm);
-the long softmax rows sum float32 in many interleaved partial sums, which is accurate to ~1e-6.
+e^(-2u) overflowing to inf for x << 0, which gives the right limit 0. Sums over a row are
+accumulated in float64 when the row is short (layer norm); the long softmax rows sum float32 in
+many interleaved partial sums, which is accurate to ~1e-6.
 
 Speed: NumPy's own exp is vectorised, Numba's (the C library's) is not, so float32 kernels call
 `exp32`, a vectorisable exp (range reduction plus a polynomial, accurate to ~2 ulp), and the exact

@@ -11,8 +11,8 @@ j <= i + Tk - Tq:
 with s = 1/sqrt(head_size) and m_i the maximum of s * S[i, j] over the visible j (for
 stability). Masking, scaling and normalising in one kernel call means no masked or -inf filled
 copy of the (B, nh, T, T) scores and no separate array of exponentials (they are written into
-`out` and normalised in place), and the future half of every row is never read. The backward pass is the softmax Jacobian-vector product, restricted to the
-visible keys:
+`out` and normalised in place), and the future half of every row is never read. The backward
+pass is the softmax Jacobian-vector product, restricted to the visible keys:
 
     dS[i, j] = s * P[i, j] * (dP[i, j] - sum_j' dP[i, j'] P[i, j'])
 

@@ -22,8 +22,8 @@ exact erf form (nanoGPT's choice); both are in scratchlm.autograd.functional.gel
 Initialisation follows GPT-2: weights ~ N(0, std 0.02) (GPT-1's), biases 0, and the projections that
 write into the residual stream (attention's and the MLP's c_proj) ~ N(0, std 0.02 / sqrt(2 n_layer))
 (GPT-2's addition), so the total variance the 2 n_layer residual branches add stays about the same
-whatever the depth. Parameter names follow nanoGPT's (wte, wpe, h.0.attn.
-c_attn.weight, ...), without its `transformer.` prefix, so weights copy across to and from PyTorch.
+whatever the depth. Parameter names follow nanoGPT's (wte, wpe, h.0.attn.c_attn.weight, ...),
+without its `transformer.` prefix, so weights copy across to and from PyTorch.
 
 A `KVCache` (Chapter 7) keeps every layer's keys and values, so that generating one more token runs
 the model on that token alone: `model(idx_new, cache=cache)` attends over the cached positions too.
@@ -197,8 +197,9 @@ class Block(Module):
         self.mlp = MLP(config)
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
-        """x (B, T, C) -> (B, T, C): each sub-layer reads the normalised stream and adds to it. The KV
-        `cache` (Chapter 7's decoding; None in training) goes on to the attention, which reads and extends it."""
+        """x (B, T, C) -> (B, T, C): each sub-layer reads the normalised stream and adds to it. The
+        KV `cache` (Chapter 7's decoding; None in training) goes on to the attention, which reads and
+        extends it."""
         # BEGIN SOLUTION 6.3: A pre-LayerNorm residual block (chapters/ch06_transformer.py §6.3)
         x = x + self.attn(self.ln_1(x), cache)
         return x + self.mlp(self.ln_2(x))
@@ -237,7 +238,8 @@ class GPT(Module):
         meta, arrays = read_checkpoint(path)          # read once: the config, then the weights
         config, weights = meta.get("config"), arrays.get("model/wte.weight")
         if weights is None:
-            raise ValueError(f"{path} is not a checkpoint of a GPT: it has no token embedding (model/wte.weight)")
+            raise ValueError(f"{path} is not a checkpoint of a GPT: it has no token embedding "
+                             f"(model/wte.weight)")
         if not isinstance(config, dict) or set(config) != {f.name for f in dataclasses.fields(GPTConfig)}:
             raise ValueError(f"{path}: its config is not a GPTConfig: {config!r}")
         model = cls(GPTConfig(**config), dtype=weights.dtype)

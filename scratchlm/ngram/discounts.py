@@ -4,9 +4,10 @@ Every smoothing method that discounts takes some probability mass from the n-gra
 and gives it to those it has not. How much to take is estimated from n_r, the number of n-grams
 seen exactly r times (at one order):
 
-Good-Turing (Good 1953, crediting Turing), as Katz (1987) uses it. An n-gram seen r times is "really" seen r* = (r + 1) n_{r+1} / n_r times.
-Katz discounts only counts r <= K (large counts are reliable), rescaled so that the mass taken
-from them is still the Good-Turing estimate n_1 / total of everything unseen:
+Good-Turing (Good 1953, crediting Turing), as Katz (1987) uses it. An n-gram seen r times is
+"really" seen r* = (r + 1) n_{r+1} / n_r times. Katz discounts only counts r <= K (large counts
+are reliable), rescaled so that the mass taken from them is still the Good-Turing estimate n_1 /
+total of everything unseen:
 
     d_r = (r*/r - A) / (1 - A),   A = (K + 1) n_{K+1} / n_1,   p*(w | h) = d_r c(h w) / c(h)
 
