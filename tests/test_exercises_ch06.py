@@ -2,8 +2,8 @@
 
 Run one exercise with `python -m pytest -m ex6_1 tests/test_exercises_ch06.py`. The attention kernels
 (6.1, 6.2) are checked on score matrices whose softmax can be worked out on paper; the tests of the
-backward make their attention weights with NumPy here, not with the forward kernel, so that each
-test fails only on its own exercise. The block (6.3) is checked by what a residual, pre-LayerNorm
+backward make their attention weights with the forward kernel's NumPy twin (not an exercise), so
+that each test fails only on its own exercise. The block (6.3) is checked by what a residual, pre-LayerNorm
 block must do, and is called before any of its sub-layers.
 """
 
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from scratchlm.autograd import Tensor, no_grad
-from scratchlm.models.attention_kernels import causal_softmax_backward, causal_softmax_forward
+from scratchlm.models.attention_kernels import (causal_softmax_backward, causal_softmax_forward,
+                                                causal_softmax_forward_ref)
 from scratchlm.models.gpt import Block, GPTConfig, KVCache
 
 LN3 = math.log(3.0)
@@ -87,10 +88,10 @@ def test_every_matrix_of_a_batch_is_done():
 # ---------------------------------------------------------------------------------------------
 
 def softmax_by_numpy(scores, scale):
-    Tq, Tk = scores.shape[-2:]
-    z = np.where(np.tri(Tq, Tk, k=Tk - Tq, dtype=bool), scale * scores, -np.inf)
-    z = np.exp(z - z.max(-1, keepdims=True))
-    return z / z.sum(-1, keepdims=True)
+    """Attention weights from the NumPy twin of the forward kernel (not an exercise)."""
+    out = np.empty_like(scores)
+    causal_softmax_forward_ref(scores, scale, out)
+    return out
 
 
 def backward(probs, grad_probs, scale=1.0) -> np.ndarray:
