@@ -38,10 +38,11 @@ def torch_parameters(model) -> dict:
     return {name: torch.tensor(p.data, requires_grad=True) for name, p in model.named_parameters()}
 
 
-def torch_adamw(params: dict, lr: float, weight_decay: float, betas=(0.9, 0.99)):
-    """PyTorch's AdamW over `params` grouped as scratchlm.train.configure_optimizer groups them:
-    weight decay on the parameters with ndim >= 2, none on the others."""
+def torch_adamw(params: dict, decayed: set, lr: float, weight_decay: float, betas=(0.9, 0.99)):
+    """PyTorch's AdamW over `params` grouped as scratchlm.train.configure_optimizer groups them: weight
+    decay on the parameters named in `decayed` (scratchlm.train.decayed_parameter_names), none on the
+    others."""
     import torch
-    groups = [{"params": [p for p in params.values() if p.ndim >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params.values() if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [{"params": [p for name, p in params.items() if name in decayed], "weight_decay": weight_decay},
+              {"params": [p for name, p in params.items() if name not in decayed], "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))

@@ -125,8 +125,10 @@ def scratchlm_step_fn(model, lr: float = 1e-3):
 
 
 def torch_step_fn(model, lr: float = 1e-3):
+    from scratchlm.train import decayed_parameter_names
+
     params = torch_parameters(model)
-    optimizer = torch_adamw(params, lr, weight_decay=0.1)
+    optimizer = torch_adamw(params, decayed_parameter_names(model), lr, weight_decay=0.1)
 
     def step(x, y):
         optimizer.zero_grad(set_to_none=True)

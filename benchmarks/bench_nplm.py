@@ -85,7 +85,7 @@ def median_steps(steps: dict, batches: dict) -> dict:
 def main() -> None:
     from scratchlm.models.nplm import NPLM, NPLMConfig
     from scratchlm.rng import manual_seed
-    from scratchlm.train import configure_optimizer, train_step
+    from scratchlm.train import configure_optimizer, decayed_parameter_names, train_step
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -111,7 +111,7 @@ def main() -> None:
     if torch is not None:
         torch.set_num_threads(args.threads)
         params = torch_parameters(model)
-        t_opt = torch_adamw(params, lr, config.weight_decay)
+        t_opt = torch_adamw(params, decayed_parameter_names(model), lr, config.weight_decay)
 
         def torch_step(x, y):
             t_opt.zero_grad(set_to_none=True)

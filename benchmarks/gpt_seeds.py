@@ -1,7 +1,7 @@
 """How much of the baby GPT's valid loss is the seed: nanoGPT's recipe (Chapter 6) trained from
 several seeds by scratchlm and by the PyTorch twin of bench_gpt.py, side by side.
 
-    python benchmarks/gpt_seeds.py [--seeds 8] [--jobs 2] [--steps 2000]
+    python benchmarks/gpt_seeds.py [--seeds 8] [--jobs 2] [--steps 2000] [--no-decay-embeddings]
 
 For each seed s, scratchlm's GPT is initialised from seed s and the PyTorch twin starts from a copy
 of the same weights; both then see the same batches (a generator seeded s) and the same learning
@@ -15,6 +15,8 @@ process with one thread, `--jobs` at a time. Each reports its loss on the valid 
               (`--eval_iters=20`), the number behind its "1.88"
 
 The table shows each run, then the mean, standard deviation, minimum and maximum of each column.
+`--no-decay-embeddings` trains with nanoGPT's optimiser groups of January 2023, when its README
+reported 1.88: no weight decay on the embedding tables (scratchlm.train.decayed_parameter_names).
 """
 
 from __future__ import annotations
@@ -48,14 +50,14 @@ def mean_loss(loss_of, batches) -> float:
     return total / count
 
 
-def run(impl: str, seed: int, steps: int) -> dict:
+def run(impl: str, seed: int, steps: int, decay_embeddings: bool = True) -> dict:
     """Train the baby GPT from `seed` with one implementation; its valid losses and time."""
     from scratchlm import data
     from scratchlm.autograd import no_grad
     from scratchlm.models.gpt import GPT, GPTConfig
     from scratchlm.rng import manual_seed
     from scratchlm.tokenizers import CharTokenizer
-    from scratchlm.train import TrainConfig, configure_optimizer, train_step
+    from scratchlm.train import TrainConfig, configure_optimizer, decayed_parameter_names, train_step
 
     texts = {split: data.load_text("tinyshakespeare", split) for split in ("train", "valid")}
     chars = CharTokenizer.fit(texts["train"])
@@ -72,7 +74,8 @@ def run(impl: str, seed: int, steps: int) -> dict:
         from bench_gpt import torch_gpt_loss
         torch.set_num_threads(1)
         params = torch_parameters(model)
-        optimizer = torch_adamw(params, recipe.learning_rate, recipe.weight_decay, (recipe.beta1, recipe.beta2))
+        optimizer = torch_adamw(params, decayed_parameter_names(model, embeddings=decay_embeddings),
+                                recipe.learning_rate, recipe.weight_decay, (recipe.beta1, recipe.beta2))
 
         def step(x, y, lr):
             for group in optimizer.param_groups:
@@ -87,7 +90,8 @@ def run(impl: str, seed: int, steps: int) -> dict:
             with torch.no_grad():
                 return torch_gpt_loss(params, config, torch.from_numpy(x), torch.from_numpy(y))[1].item()
     else:
-        optimizer = configure_optimizer(model, recipe.learning_rate, recipe.weight_decay, (recipe.beta1, recipe.beta2))
+        optimizer = configure_optimizer(model, recipe.learning_rate, recipe.weight_decay,
+                                        (recipe.beta1, recipe.beta2), decay_embeddings=decay_embeddings)
 
         def step(x, y, lr):
             train_step(model, optimizer, [(x, y)], lr, recipe.grad_clip)
@@ -114,6 +118,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8, help="seeds 0 .. N-1")
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--decay-embeddings", action=argparse.BooleanOptionalAction, default=True,
+                        help="weight decay on the embedding tables (nanoGPT since mid-2023; default)")
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)  # read by set_threads
     args = parser.parse_args()
     try:
@@ -123,12 +129,13 @@ def main() -> None:
         impls = ["scratchlm"]
         print("PyTorch is not installed: scratchlm alone")
 
-    jobs = [(impl, seed, args.steps) for seed in range(args.seeds) for impl in impls]
+    jobs = [(impl, seed, args.steps, args.decay_embeddings) for seed in range(args.seeds) for impl in impls]
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(run, *zip(*jobs)))
 
     by = {(r["impl"], r["seed"]): r for r in results}
-    print(f"baby GPT, nanoGPT's recipe, {args.steps} steps; valid loss in nats/char "
+    groups = "" if args.decay_embeddings else ", embeddings not decayed"
+    print(f"baby GPT, nanoGPT's recipe{groups}, {args.steps} steps; valid loss in nats/char "
           f"(full split | mean of {ESTIMATE_BATCHES} random batches of 12 x 64)")
     print(f"{'seed':>5}" + "".join(f"{impl + ' full':>17}{'20 x 12':>9}" for impl in impls))
     for seed in range(args.seeds):

@@ -5,6 +5,7 @@ mean cross-entropy in nats over the targets (targets < 0 are ignored). Batches a
 pairs of NumPy int arrays. The building blocks:
 
     configure_optimizer(model, lr, weight_decay, betas)   AdamW; decay only on matrices (ndim >= 2)
+    decayed_parameter_names(model)                        which parameters those are, by name
     train_step(model, optimizer, micro_batches, lr, grad_clip) -> (loss, grad norm)
         one optimiser step: for each micro-batch, forward and backward of loss / n (gradient
         accumulation: the gradients add up to those of the mean over all micro-batches), then
@@ -19,7 +20,9 @@ over each epoch's batches, evaluate on valid after each epoch, keep the best che
 
 Why decay only the matrices: weight decay pulls weights towards 0, a prior that suits the matrices
 that mix features; biases, LayerNorm gains and offsets set scales and shifts, and pulling them to 0
-(a gain of 0 silences a channel) only hurts. Embeddings are matrices and are decayed, as in nanoGPT.
+(a gain of 0 silences a channel) only hurts. Embeddings are matrices and are decayed, as in nanoGPT;
+minGPT, and nanoGPT until mid-2023, exempted them (`decay_embeddings=False`). On the baby GPT the
+difference is about a thousandth of a nat (`benchmarks/gpt_seeds.py --no-decay-embeddings`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 
 from scratchlm.autograd import no_grad
 from scratchlm.checkpoint import load_checkpoint, save_checkpoint
+from scratchlm.nn import Embedding
 from scratchlm.optim import AdamW, clip_grad_norm, cosine_lr
 from scratchlm.rng import get_rng
 
@@ -58,11 +62,23 @@ class TrainConfig:
                          warmup_steps=self.warmup_iters, total_steps=self.lr_decay_iters)
 
 
-def configure_optimizer(model, lr: float, weight_decay: float, betas=(0.9, 0.99), eps: float = 1e-8) -> AdamW:
-    """AdamW with weight decay on the parameters with ndim >= 2 and none on the others."""
-    params = model.parameters()
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
+def decayed_parameter_names(model, embeddings: bool = True) -> set[str]:
+    """Names (as model.named_parameters() gives them) of the parameters that AdamW decays: those with
+    ndim >= 2, nanoGPT's rule since mid-2023. embeddings=False also leaves out the Embedding tables
+    and any weight tied to one, the rule of minGPT and of nanoGPT when it reported the baby GPT's 1.88."""
+    exempt = set()
+    if not embeddings:
+        exempt = {id(p) for m in model.modules() if isinstance(m, Embedding) for p in m.parameters()}
+    return {name for name, p in model.named_parameters() if p.ndim >= 2 and id(p) not in exempt}
+
+
+def configure_optimizer(model, lr: float, weight_decay: float, betas=(0.9, 0.99), eps: float = 1e-8,
+                        decay_embeddings: bool = True) -> AdamW:
+    """AdamW with weight decay on the parameters decayed_parameter_names picks and none on the others."""
+    decayed = decayed_parameter_names(model, embeddings=decay_embeddings)
+    named = list(model.named_parameters())
+    decay = [p for name, p in named if name in decayed]
+    no_decay = [p for name, p in named if name not in decayed]
     groups = [{"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})

@@ -9,7 +9,8 @@ import pytest
 from scratchlm.data import get_batch, iter_batches
 from scratchlm.models.gpt import GPT, GPTConfig
 from scratchlm.rng import manual_seed
-from scratchlm.train import TrainConfig, configure_optimizer, evaluate, train, train_step
+from scratchlm.train import (TrainConfig, configure_optimizer, decayed_parameter_names, evaluate, train,
+                             train_step)
 
 CONFIG = GPTConfig(vocab_size=6, block_size=8, n_layer=1, n_head=2, n_embd=16)
 # a corpus with structure to learn: a repeating pattern with a little noise
@@ -29,6 +30,18 @@ def test_weight_decay_only_on_matrices():
     assert all(p.ndim == 2 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(model.parameters())
     assert model.wte.weight in decay["params"]
+
+
+def test_decay_embeddings_false_exempts_the_tables_and_the_tied_head():
+    model, _ = model_and_optimizer()
+    every = decayed_parameter_names(model)
+    without = decayed_parameter_names(model, embeddings=False)
+    assert every - without == {"wte.weight", "wpe.weight"}     # lm_head.weight is wte.weight, named once
+    assert without and all(name.endswith("weight") and ".ln_" not in name for name in without)
+    decay, no_decay = configure_optimizer(model, 1e-3, 0.1, decay_embeddings=False).param_groups
+    assert model.wte.weight in no_decay["params"] and model.lm_head.weight in no_decay["params"]
+    assert model.wpe.weight in no_decay["params"] and model.h[0].attn.c_attn.weight in decay["params"]
+    assert len(decay["params"]) == len(without)
 
 
 def test_gradient_accumulation_equals_one_big_batch():
