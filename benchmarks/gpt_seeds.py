@@ -1,7 +1,7 @@
 """How much of the baby GPT's valid loss is the seed: nanoGPT's recipe (Chapter 6) trained from
 several seeds by scratchlm and by the PyTorch twin of bench_gpt.py, side by side.
 
-    python benchmarks/gpt_seeds.py [--seeds 8] [--jobs 2] [--steps 2000] [--no-decay-embeddings]
+    python benchmarks/gpt_seeds.py [--seeds 8] [--jobs 2] [--steps 2000] [--no-decay-embeddings] [--bias]
 
 For each seed s, scratchlm's GPT is initialised from seed s and the PyTorch twin starts from a copy
 of the same weights; both then see the same batches (a generator seeded s) and the same learning
@@ -15,8 +15,10 @@ process with one thread, `--jobs` at a time. Each reports its loss on the valid 
               (`--eval_iters=20`), the number behind its "1.88"
 
 The table shows each run, then the mean, standard deviation, minimum and maximum of each column.
-`--no-decay-embeddings` trains with nanoGPT's optimiser groups of January 2023, when its README
-reported 1.88: no weight decay on the embedding tables (scratchlm.train.decayed_parameter_names).
+Two switches try what nanoGPT's code may have done differently when its README reported 1.88:
+`--no-decay-embeddings` uses its optimiser groups of January 2023 (no weight decay on the embedding
+tables, scratchlm.train.decayed_parameter_names), and `--bias` gives the Linear and LayerNorm layers
+biases, as in GPT-2 (nanoGPT's GPTConfig defaults to bias=True; its train.py sets False).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def mean_loss(loss_of, batches) -> float:
     return total / count
 
 
-def run(impl: str, seed: int, steps: int, decay_embeddings: bool = True) -> dict:
+def run(impl: str, seed: int, steps: int, decay_embeddings: bool = True, bias: bool = False) -> dict:
     """Train the baby GPT from `seed` with one implementation; its valid losses and time."""
     from scratchlm import data
     from scratchlm.autograd import no_grad
@@ -62,7 +64,7 @@ def run(impl: str, seed: int, steps: int, decay_embeddings: bool = True) -> dict
     texts = {split: data.load_text("tinyshakespeare", split) for split in ("train", "valid")}
     chars = CharTokenizer.fit(texts["train"])
     ids = {split: chars.encode(text) for split, text in texts.items()}
-    config, batch_size = GPTConfig(vocab_size=chars.vocab_size), 12   # the defaults are the recipe's
+    config, batch_size = GPTConfig(vocab_size=chars.vocab_size, bias=bias), 12   # the defaults are the recipe's
     recipe = TrainConfig(max_iters=steps, lr_decay_iters=steps, warmup_iters=min(100, steps - 1))
     manual_seed(seed)
     model = GPT(config)
@@ -120,6 +122,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--decay-embeddings", action=argparse.BooleanOptionalAction, default=True,
                         help="weight decay on the embedding tables (nanoGPT since mid-2023; default)")
+    parser.add_argument("--bias", action="store_true", help="biases in the Linear and LayerNorm layers")
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)  # read by set_threads
     args = parser.parse_args()
     try:
@@ -129,13 +132,14 @@ def main() -> None:
         impls = ["scratchlm"]
         print("PyTorch is not installed: scratchlm alone")
 
-    jobs = [(impl, seed, args.steps, args.decay_embeddings) for seed in range(args.seeds) for impl in impls]
+    jobs = [(impl, seed, args.steps, args.decay_embeddings, args.bias)
+            for seed in range(args.seeds) for impl in impls]
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(run, *zip(*jobs)))
 
     by = {(r["impl"], r["seed"]): r for r in results}
-    groups = "" if args.decay_embeddings else ", embeddings not decayed"
-    print(f"baby GPT, nanoGPT's recipe{groups}, {args.steps} steps; valid loss in nats/char "
+    changes = ("" if args.decay_embeddings else ", embeddings not decayed") + (", with biases" if args.bias else "")
+    print(f"baby GPT, nanoGPT's recipe{changes}, {args.steps} steps; valid loss in nats/char "
           f"(full split | mean of {ESTIMATE_BATCHES} random batches of 12 x 64)")
     print(f"{'seed':>5}" + "".join(f"{impl + ' full':>17}{'20 x 12':>9}" for impl in impls))
     for seed in range(args.seeds):
