@@ -16,7 +16,7 @@ process with one thread, `--jobs` at a time. Each reports its loss on the valid 
 
 The table shows each run, then the mean, standard deviation, minimum and maximum of each column.
 Two switches try what nanoGPT's code may have done differently when its README reported 1.88:
-`--no-decay-embeddings` uses its optimiser groups of January 2023 (no weight decay on the embedding
+`--no-decay-embeddings` uses its optimiser groups of early 2023 (no weight decay on the embedding
 tables, scratchlm.train.decayed_parameter_names), and `--bias` gives the Linear and LayerNorm layers
 biases, as in GPT-2 (nanoGPT's GPTConfig defaults to bias=True; its train.py sets False).
 """
@@ -121,7 +121,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--decay-embeddings", action=argparse.BooleanOptionalAction, default=True,
-                        help="weight decay on the embedding tables (nanoGPT since mid-2023; default)")
+                        help="weight decay on the embedding tables (nanoGPT today; the default)")
     parser.add_argument("--bias", action="store_true", help="biases in the Linear and LayerNorm layers")
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)  # read by set_threads
     args = parser.parse_args()

@@ -21,7 +21,7 @@ over each epoch's batches, evaluate on valid after each epoch, keep the best che
 Why decay only the matrices: weight decay pulls weights towards 0, a prior that suits the matrices
 that mix features; biases, LayerNorm gains and offsets set scales and shifts, and pulling them to 0
 (a gain of 0 silences a channel) only hurts. Embeddings are matrices and are decayed, as in nanoGPT;
-minGPT, and nanoGPT until mid-2023, exempted them (`decay_embeddings=False`). On the baby GPT the
+minGPT, and nanoGPT's early versions, exempted them (`decay_embeddings=False`). On the baby GPT the
 difference is about a thousandth of a nat (`benchmarks/gpt_seeds.py --no-decay-embeddings`).
 """
 
@@ -64,8 +64,8 @@ class TrainConfig:
 
 def decayed_parameter_names(model, embeddings: bool = True) -> set[str]:
     """Names (as model.named_parameters() gives them) of the parameters that AdamW decays: those with
-    ndim >= 2, nanoGPT's rule since mid-2023. embeddings=False also leaves out the Embedding tables
-    and any weight tied to one, the rule of minGPT and of nanoGPT when it reported the baby GPT's 1.88."""
+    ndim >= 2, nanoGPT's rule today. embeddings=False also leaves out the Embedding tables and any
+    weight tied to one, the rule of minGPT and of nanoGPT when it reported the baby GPT's 1.88."""
     exempt = set()
     if not embeddings:
         exempt = {id(p) for m in model.modules() if isinstance(m, Embedding) for p in m.parameters()}
