@@ -338,8 +338,8 @@ def good_turing(counts: NgramCounts, max_count: Sequence[int] | None = None,
 def stupid_backoff(counts: NgramCounts, alpha: float = 0.4) -> NgramLM:
     """Stupid back-off (Brants et al. 2007): S(w | h) = c(hw) / c(h.) if seen, else alpha S(w | h').
     Brants et al. stop at S(w) = c(w) / N; for a word with count 0 we add a uniform "zero-gram",
-    S(w) = alpha / |V|. These are
-    scores, NOT probabilities: they do not sum to 1, and their "perplexity" is not comparable."""
+    S(w) = alpha / |V|. These are scores, NOT probabilities: they do not sum to 1, and their
+    "perplexity" is not comparable."""
     n_pred = len(counts.vocab) - 1
     p, _ = relative_frequencies(counts)
     p[0] = np.where(p[0] > 0, p[0], alpha / n_pred)
