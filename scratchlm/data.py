@@ -327,3 +327,24 @@ def iter_batches(ids: np.ndarray, batch_size: int, block_size: int) -> Iterator[
         starts = np.arange(first, min(first + batch_size, n_windows)) * block_size  # (B,)
         idx = starts[:, None] + np.arange(block_size)                                # (B, T)
         yield ids[idx].astype(np.int64), ids[idx + 1].astype(np.int64)
+
+
+def pad_sequences(seqs, length: int | None = None, pad: int = 0) -> np.ndarray:
+    """Sequences of different lengths as one (N, length) int64 array, each left-aligned and filled
+    out with `pad` (length: the longest, by default). A sequence longer than `length` is an error,
+    not silently cut. Used for names (Chapter 6) and for batches of sentences from Chapter 9 on.
+
+    pad_sequences([[5, 6, 7], [8]], pad=-1)  ->  [[5, 6, 7], [8, -1, -1]]
+    """
+    seqs = [np.asarray(s, dtype=np.int64).ravel() for s in seqs]
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)                  # (N,)
+    longest = int(lengths.max(initial=0))
+    length = longest if length is None else length
+    if longest > length:
+        i = int(lengths.argmax())
+        raise ValueError(f"pad_sequences: sequence {i} has {longest} ids, more than length={length}")
+    out = np.full((len(seqs), length), pad, dtype=np.int64)
+    rows = np.repeat(np.arange(len(seqs)), lengths)                           # which sequence each id is in
+    cols = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # and where
+    out[rows, cols] = np.concatenate(seqs) if seqs else np.empty(0, np.int64)
+    return out
