@@ -53,7 +53,7 @@ def show(tokens) -> str:
     return "".join(tokens) if all(len(t) == 1 for t in tokens) else " ".join(tokens)
 
 
-# 1.1 A language model assigns probabilities to sequences ------------------------------------
+# %% 1.1 A language model assigns probabilities to sequences
 # P(e m m a) = P(e | .) P(m | . e) P(m | . e m) P(a | . e m m) P(. | . e m m a) exactly (chain
 # rule); a bigram model keeps one token of history: P(e | .) P(m | e) P(m | m) P(a | m) P(. | a).
 bigram = ngram.fit(names["train"], 2, "mle")
@@ -66,7 +66,7 @@ p_example = math.prod(factors)
 print("1.1 P(emma) = " + " x ".join(f"{f:.3f}" for f in factors) + f" = {p_example:.3g} under the bigram MLE")
 results["chain_rule"] = {"name": "emma", "factors": factors, "probability": p_example}
 
-# 1.2 Counting ---------------------------------------------------------------------------------
+# %% 1.2 Counting
 # Each order is one pass over the token ids: sort the positions by (previous n-gram, word) with
 # two counting sorts, then every run of equal keys is one n-gram (scratchlm/ngram/kernels.py).
 # Its NumPy twin packs each n-gram into one key, (index of its first n-1 words) * |V| + last word,
@@ -103,7 +103,7 @@ ax.legend()
 plotting.save(fig, run.out, "ch01_zipf")
 results["zipf"] = zipf
 
-# 1.3 Maximum likelihood: the bigram counts of names -------------------------------------------
+# %% 1.3 Maximum likelihood: the bigram counts of names
 # P(w | h) = C(h w) / C(h .): how often w followed h, over how often anything followed h. For
 # unigrams h is empty and C(.) counts every predicted token; <s> is only ever a context.
 letters = ["."] + sorted({c for name in names["train"] for c in name})
@@ -135,7 +135,7 @@ ax.set(xlabel="next character", ylabel="character",
        title=f"Bigram counts of {len(names['train']):,} names ('.' = start / end of a name)")
 plotting.save(fig, run.out, "ch01_bigram_counts")
 
-# 1.4 Perplexity -------------------------------------------------------------------------------
+# %% 1.4 Perplexity
 # Perplexity = exp(-(1/N) sum log p(token | history)), with one '.' (</s>) scored per name; the
 # start (<s>) is only a context, never scored, and unknown words are scored as <unk>. A uniform
 # choice among the 26 letters and the end would score 27.
@@ -154,7 +154,7 @@ print(f"    valid is infinite from bigrams on: {len(unseen)} of its bigram types
       f"e.g. {', '.join(u.replace('<s>', '.').replace('</s>', '.') for u in unseen[:5])}")
 results["names_perplexity"] = {**perplexity, "unseen_valid_bigram_types": len(unseen)}
 
-# 1.5 Shannon's game -------------------------------------------------------------------------
+# %% 1.5 Shannon's game
 # Shannon (1948) sampled English letter by letter and word by word from n-gram statistics. Words
 # seen once in training become <unk> (1.6), so every model can name what it has not seen.
 # generate() draws each word from p(w | the last n-1 words), from <s> until it draws </s>.
@@ -168,7 +168,7 @@ for order in (1, 2, 3, 4):
         print(f"1.5 {order}-gram: {text}")
 results["shannon"] = shannon
 
-# 1.6 Sparsity and OOV -----------------------------------------------------------------------
+# %% 1.6 Sparsity and OOV
 # Out-of-vocabulary words first: held-out words never seen in training have no count at all, so
 # we keep the words seen at least twice and map the rest to <unk>, in training and test alike.
 valid_words = [w for s in shakespeare["valid"] for w in s]

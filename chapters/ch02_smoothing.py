@@ -74,7 +74,7 @@ def perplexity(method: str, order: int) -> float:
 
 results = {}
 
-# 2.1 Add-k --------------------------------------------------------------------------------
+# %% 2.1 Add-k
 # p(w | h) = (c(hw) + k) / (c(h) + k |V|). With |V| = 10,000, the k |V| pseudo-counts of a context
 # seen 100 times take 10,000 k / (100 + 10,000 k) of its mass -- for k = 1, 99%, almost all of it
 # landing on words never seen after h.
@@ -85,7 +85,7 @@ print("2.1 add-k trigram, valid perplexity: " + ", ".join(f"k={k:g}: {p:.1f}" fo
         f"best k={best_k:g} {fit('add_k', 3, k=best_k).perplexity(test):.1f}")
 results["add_k"] = {"valid": {str(k): p for k, p in add_k.items()}, "best_k": best_k}
 
-# 2.2 Good-Turing and Katz back-off -------------------------------------------------------------
+# %% 2.2 Good-Turing and Katz back-off
 # Church & Gale's experiment: split the training text in two halves A and B; for the bigrams seen
 # r times in A, how often do they occur in B? Good-Turing predicts it from A alone:
 # r* = (r + 1) n_{r+1} / n_r, with n_r the number of bigrams seen r times. Katz (1987) discounts
@@ -138,13 +138,13 @@ right.set(xlabel="count c in half A", ylabel="discount c - c*", ylim=(0, 1.6),
 right.legend(fontsize=8)
 plotting.save(fig, run.out, "ch02_discounts")
 
-# 2.3 Witten-Bell ----------------------------------------------------------------------------
+# %% 2.3 Witten-Bell
 # gamma(h) = N1+(h .) / (c(h) + N1+(h .)): a context that was often followed by a new word (many
 # types for its count) keeps more mass for words not seen after it. The seen words share the rest,
 # u(w | h) = c(hw) / (c(h) + N1+(h .)), and p(w | h) = u(w | h) + gamma(h) p(w | h').
 print(f"2.3 Witten-Bell trigram: test perplexity {perplexity('witten_bell', 3):.2f}")
 
-# 2.4 Jelinek-Mercer ---------------------------------------------------------------------------
+# %% 2.4 Jelinek-Mercer
 # p(w | h) = lambda p_ML(w | h) + (1 - lambda) p(w | h'), one lambda per order, fitted by EM on
 # the validation text (never on the training text: there, the longest context always looks best).
 jm = fit("jelinek_mercer", 3)
@@ -153,7 +153,7 @@ print(f"2.4 Jelinek-Mercer trigram: lambdas (unigram..trigram) "
       f"{', '.join(f'{x:.3f}' for x in jm.info['lambdas'])}; test perplexity {models['jelinek_mercer', 3]:.2f}")
 results["jelinek_mercer"] = {"lambdas_trigram": jm.info["lambdas"]}
 
-# 2.5 Absolute discounting ----------------------------------------------------------------------
+# %% 2.5 Absolute discounting
 # The figure of 2.2 says: subtract something from every count. One D for all counts is the first
 # approximation (2.7 uses three). Ney, Essen & Kneser estimate it as
 # D = n1 / (n1 + 2 n2) at each order, and interpolate with the next-shorter context:
@@ -164,7 +164,7 @@ models["absolute_discounting", 3] = ad.perplexity(test)
 print(f"2.5 absolute discounting trigram: D per order {', '.join(f'{d[0]:.3f}' for d in ad.info['discounts'])}; "
       f"test perplexity {models['absolute_discounting', 3]:.2f}")
 
-# 2.6 Kneser-Ney ------------------------------------------------------------------------------
+# %% 2.6 Kneser-Ney
 # A lower-order distribution is only used when the longer context failed, so it should ask "how
 # many different contexts does w complete?", not "how often does w occur?". Below the highest
 # order, a(w) = N1+(. w) counts the distinct words w follows; n-grams that start with <s> (nothing
@@ -180,7 +180,7 @@ print(f"    Kneser-Ney trigram: test perplexity {models['kneser_ney', 3]:.2f}; 5
 results["continuation_example"] = {w: [int(kn_counts.count[0][kn.vocab.index[w]]),
                                        int(continuation[kn.vocab.index[w]])] for w in ("francisco", "york", "the")}
 
-# 2.7 Modified Kneser-Ney -------------------------------------------------------------------
+# %% 2.7 Modified Kneser-Ney
 # Chen & Goodman: the best single discount is not the best discount for every count, so use
 # three (for counts 1, 2, 3+), D_r = r - (r + 1) Y n_{r+1} / n_r with Y = n1 / (n1 + 2 n2), from
 # the count-of-counts of the adjusted counts. This is what KenLM's lmplz and SRILM's -kndiscount
@@ -197,7 +197,7 @@ results["mikolov"] = {name: {"published": published, "ours": perplexity("modifie
                       for name, (order, published) in mikolov.items()}
 results["mikolov"]["GT3"] = {"published": 165.2, "ours": srilm}
 
-# 2.8 Stupid back-off ---------------------------------------------------------------------------
+# %% 2.8 Stupid back-off
 # Brants et al. (2007): S(w | h) = c(hw) / c(h) if seen, else 0.4 S(w | h'). No discounting, no
 # normalisation -- cheap on trillions of words, but the scores are not probabilities.
 sb = fit("stupid_backoff", 3)
@@ -206,7 +206,7 @@ print(f"2.8 stupid back-off: the scores after '<s> the' sum to {mass:.2f}, not 1
       f"{perplexity('stupid_backoff', 3):.2f} is not comparable")
 results["stupid_backoff"] = {"score_mass_after_s_the": mass}
 
-# 2.9 Every method, orders 2-5 ----------------------------------------------------------------
+# %% 2.9 Every method, orders 2-5
 methods = list(ngram.ESTIMATORS)
 table = {m: {n: perplexity(m, n) for n in ORDERS} for m in methods}
 print("2.9 PTB test perplexity" + "".join(f"{n:>10}-gram" for n in ORDERS))
@@ -232,7 +232,7 @@ ax.grid(False)
 ax.set_title("PTB test perplexity (darker = closer to the best; * not a distribution)")
 plotting.save(fig, run.out, "ch02_ptb_table")
 
-# 2.10 Training-set size -----------------------------------------------------------------------
+# %% 2.10 Training-set size
 # Chen & Goodman's figure: test cross-entropy of each method minus that of Jelinek-Mercer (the
 # baseline), as the training set grows. A fixed vocabulary (all of PTB train) keeps the numbers
 # comparable across sizes: words a small training set never saw still need probability.

@@ -39,7 +39,7 @@ if run.quick:
     STEPS = 150
 results = {}
 
-# 3.1 The chain rule on scalars -------------------------------------------------------------------
+# %% 3.1 The chain rule on scalars
 # f(a, b) = tanh(a*b + b). Name the pieces: u = a*b + b, f = tanh(u). Then
 #   df/du = 1 - tanh(u)^2,  du/da = b,  du/db = a + 1,
 # and the chain rule multiplies along each path: df/da = (1 - f^2) b,  df/db = (1 - f^2)(a + 1).
@@ -53,7 +53,7 @@ for k in by_hand:
     print(f"3.1 {k}: by hand {by_hand[k]:+.12f}   by backward() {by_autograd[k]:+.12f}")
 results["chain_rule"] = {"f": f.item(), "by_hand": by_hand, "by_autograd": by_autograd}
 
-# 3.2 From scalars to tensors ---------------------------------------------------------------------
+# %% 3.2 From scalars to tensors
 # A layer y = tanh(X W + b) with loss L = mean(y^2). Each scalar rule becomes an array rule:
 #   dL/dy = 2y / y.size,  dL/dz = dL/dy * (1 - y^2)          (elementwise, z = XW + b)
 #   dL/dW = X^T dL/dz,    dL/db = sum over rows of dL/dz,    dL/dX = dL/dz W^T   (matrix products)
@@ -70,7 +70,7 @@ tensor_diff = {name: float(np.abs(manual[name] - t.grad).max()) for name, t in (
 print(f"3.2 max |by hand - backward()| over dL/dX, dL/dW, dL/db: {max(tensor_diff.values()):.1e}")
 results["tensor_layer_max_abs_diff"] = tensor_diff
 
-# 3.3 Gradient checking ---------------------------------------------------------------------------
+# %% 3.3 Gradient checking
 # The analytic gradient of every op is compared with central differences,
 #   dL/dx_i ~ (L(x + eps e_i) - L(x - eps e_i)) / (2 eps),
 # in float64 (gradcheck's docstring gives the exact error measure). One wrong sign or a missing
@@ -134,7 +134,7 @@ ax.set_title("Every op's gradient, checked numerically")
 ax.legend(loc="lower right")
 plotting.save(fig, run.out, "ch03_gradcheck")
 
-# 3.4 Training an MLP ------------------------------------------------------------------------------
+# %% 3.4 Training an MLP
 # Three interleaved spiral arms in the plane: not linearly separable, so the network has to bend
 # its decision boundary. Model: Linear(2, H) -> tanh -> Linear(H, H) -> tanh -> Linear(H, 3), trained
 # on the mean cross-entropy with AdamW, all points at once (full batch). The loss of point i, with

@@ -82,7 +82,7 @@ def ppl(logprobs: np.ndarray) -> float:
     return perplexity(-float(np.mean(logprobs)))
 
 
-# 4.1 The data ------------------------------------------------------------------------------------
+# %% 4.1 The data
 # Every sentence is `<s> w1 .. wm </s>`; each of w1 .. wm, </s> is predicted once, from the n-1
 # tokens before it in its sentence (<s> fills in before the first word). The id stream holds
 # `w1 .. wm </s>` for each sentence; `context_windows` adds the <s> padding (exercise 4.1). These
@@ -92,7 +92,7 @@ ptb = {split: sentences(data.load_lines("ptb", split)) for split in ("train", "v
 if run.quick:
     ptb = {"train": ptb["train"][:2000], "valid": ptb["valid"][:200], "test": ptb["test"][:200]}
 
-# 4.2 The n-gram baselines ------------------------------------------------------------------------
+# %% 4.2 The n-gram baselines
 # Chapter 2's best: interpolated modified Kneser-Ney. Its vocabulary (every training word, <unk>
 # included as PTB writes it, plus <s> and </s>) is the NPLM's too, so token ids agree.
 kn = {n: ngram.fit(ptb["train"], order=n, smoothing="modified_kneser_ney") for n in KN_ORDERS}
@@ -110,7 +110,7 @@ results["ptb"] = {"vocab_size": len(vocab), "tokens": {s: int(len(v)) for s, v i
                   "kn": {f"kn{n}": {"valid_ppl": ppl(kn_logprobs[n, "valid"]), "test_ppl": kn_test_ppl[n],
                                     "ngrams": int(sum(kn[n].sizes()))} for n in KN_ORDERS}}
 
-# 4.3 The model -----------------------------------------------------------------------------------
+# %% 4.3 The model
 # With small random weights every logit is near 0, so the first prediction is nearly uniform over
 # V words and the loss starts near ln V. A much larger start would mean overconfident initial weights.
 config = NPLMConfig(vocab_size=len(vocab), **PTB_MODEL)
@@ -123,7 +123,7 @@ print(f"4.3 NPLM with n-1 = {config.context}, m = {config.n_embd}, h = {config.n
 results["ptb"]["nplm"] = {"parameters": model.num_parameters(), "initial_loss": initial_loss,
                           "ln_V": math.log(len(vocab))}
 
-# 4.4 Training ------------------------------------------------------------------------------------
+# %% 4.4 Training
 # One epoch = every training window once, in a new random order, batch by batch. AdamW's learning
 # rate warms up, then follows a cosine to zero over the planned epochs; after each epoch the model
 # is scored on valid, and training stops when valid has not improved for `patience` epochs (the
@@ -156,7 +156,7 @@ ax.set_title(f"NPLM on PTB (n-1 = {config.context}, m = {config.n_embd}, h = {co
 ax.legend()
 plotting.save(fig, run.out, "ch04_learning_curves")
 
-# 4.5 Where the NPLM beats counting, and where it cannot look ---------------------------------------
+# %% 4.5 Where the NPLM beats counting, and where it cannot look
 # Sort the test tokens by the longest n-gram ending at them that occurred in training (KN5's trie
 # holds every one). Where the full 5-gram was seen, counts are reliable and KN5 is hard to beat;
 # where only a bigram or unigram was seen, KN5 backs off to little context while the NPLM still
@@ -180,7 +180,7 @@ print(f"4.5 {beyond:.1%} of test tokens have more than n-1 = {config.context} wo
       f"sentence (mean {history.mean():.1f} words); the NPLM sees only the last {config.context}")
 results["ptb"]["fraction_with_history_beyond_window"] = beyond
 
-# 4.6 A mixture with KN5 --------------------------------------------------------------------------
+# %% 4.6 A mixture with KN5
 # p(w | h) = lambda p_NPLM(w | h) + (1 - lambda) p_KN5(w | h): both are distributions over the same
 # words, so the mixture is one too. The two models err on different tokens (4.5), so the mixture
 # beats both. lambda is chosen on valid, then test is scored once. `interpolate_logprobs` mixes the two
@@ -209,7 +209,7 @@ ax.set_title("Interpolating the NPLM with the KN 5-gram")
 ax.legend()
 plotting.save(fig, run.out, "ch04_mixture")
 
-# 4.7 What the word vectors learned ---------------------------------------------------------------
+# %% 4.7 What the word vectors learned
 # No one told the model that "monday" and "wednesday" are alike; they get nearby vectors because
 # they predict the same next words. The neighbour lists of rarer words are noisier. Cosine
 # similarity finds each word's neighbours; a 2-D PCA of a few word families (fitted on those words'
@@ -248,7 +248,7 @@ ax.set_title("NPLM word vectors (rows of C), 2-D PCA of the labelled words")
 ax.legend()
 plotting.save(fig, run.out, "ch04_embeddings")
 
-# 4.8 Characters: names, and the width of the window ----------------------------------------------
+# %% 4.8 Characters: names, and the width of the window
 # makemore's MLP is this model on characters: '.' both pads the start and ends each name, so with
 # n-1 = 3 "emma" gives the windows (... -> e), (..e -> m), (.em -> m), (emm -> a), (mma -> .).
 # NLL is in nats per character, the closing '.' included -- the tokens a character n-gram model

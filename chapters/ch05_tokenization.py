@@ -44,7 +44,7 @@ if run.quick:
 
 results = {}
 
-# 5.1 Words run out ---------------------------------------------------------------------------
+# %% 5.1 Words run out
 # PTB has already replaced all but the 10k most frequent words by the literal token <unk>, so
 # 4.95% of its validation words are unknown to any vocabulary. Below that floor, the question is
 # how many of the remaining words a vocabulary built from the first k training words has seen.
@@ -73,7 +73,7 @@ ax.set(xlabel="training words k", ylabel="OOV rate on PTB valid (%)", ylim=(0, N
 ax.legend()
 plotting.save(fig, run.out, "ch05_oov")
 
-# 5.2 Characters and bytes ---------------------------------------------------------------------
+# %% 5.2 Characters and bytes
 # Characters never run out in English (65 of them cover Shakespeare) but Chinese has thousands,
 # and a character seen only in the test text is again out of vocabulary. The 256 byte values of
 # UTF-8 cover every text there is, at 3 bytes per Chinese character.
@@ -89,7 +89,7 @@ for name, text in (("tinyshakespeare", english), ("chinese-classics", chinese)):
     print(f"5.2 {name}: {len(chars.chars):,} distinct characters, {bytes_per_char:.2f} bytes per character, "
           f"{unseen:.2%} of valid characters unseen in train")
 
-# 5.3 Byte-pair encoding -------------------------------------------------------------------------
+# %% 5.3 Byte-pair encoding
 # Start from the 256 bytes; count every adjacent pair of tokens inside the pre-tokenized chunks
 # (words with their leading space, runs of digits, punctuation, Chinese clauses); merge the most
 # frequent pair into a new token; repeat. Each vocabulary size is a prefix of the largest one.
@@ -122,7 +122,7 @@ for name, sentence in (("tinyshakespeare", "First Citizen: Before we proceed any
         print(f"    {name}, {vocab_size} tokens: {len(pieces)} tokens |{'|'.join(pieces)}|")
 results["segmentations"] = examples
 
-# 5.4 What BPE buys: bytes per token ----------------------------------------------------------
+# %% 5.4 What BPE buys: bytes per token
 # The longer the average token, the more text fits in a context window and the fewer steps a model
 # takes per sentence. Measured on held-out text (valid) and on the text BPE was trained on.
 compression = {"vocab_sizes": BPE_VOCABS}
@@ -155,7 +155,7 @@ ax.set(xlabel="BPE vocabulary size", ylabel="UTF-8 bytes per token", ylim=(0, 6)
 ax.legend(fontsize=8, loc="lower right")
 plotting.save(fig, run.out, "ch05_compression")
 
-# 5.5 Zipf's law ----------------------------------------------------------------------------------
+# %% 5.5 Zipf's law
 # Word frequencies fall off as a power of their rank, f(r) ~ r^-s with s near 1: a few words are
 # everywhere and most words are rare, which is why word vocabularies never close. BPE keeps the
 # frequent words whole and spells the rare ones in pieces, so far fewer of its types are rare: on

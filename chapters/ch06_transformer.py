@@ -83,7 +83,7 @@ CHECKPOINT = (run.out if run.quick else chapter.REPO_ROOT / "checkpoints") / "ch
 results = {}
 t_start = time.perf_counter()
 
-# 6.1 One head of causal self-attention -----------------------------------------------------------
+# %% 6.1 One head of causal self-attention
 # Eight positions with 16-dimensional vectors x_t (random here: the mechanics do not care). One head
 # projects them to queries, keys and values of size hs = 8 and mixes the values:
 #   S = Q K^T / sqrt(hs)            how well each query matches each key, (T, T)
@@ -109,7 +109,7 @@ print(f"6.1 one head: row 3 of P = {np.round(P.data[3], 3).tolist()} (sums to {P
 results["one_head"] = {"weights": np.round(P.data, 6).tolist(), "output_shape": list(y.shape),
                        "max_abs_diff_numpy": float(np.abs(P.data - by_numpy).max())}
 
-# 6.2 Many heads ------------------------------------------------------------------------------------
+# %% 6.2 Many heads
 # One head computes one kind of match. Multi-head attention splits the width C into n_head heads of
 # size C / n_head, runs them side by side on their own slices of Q, K, V (one matrix product makes
 # all three for all heads: c_attn, C -> 3C), and concatenates their outputs. Written head by head
@@ -127,7 +127,7 @@ print(f"6.2 four heads: fused op vs head-by-head Tensor ops, max |difference| ou
       f"gradient {diff['gradient']:.1e}")
 results["multi_head_max_abs_diff"] = diff
 
-# 6.3 The model ----------------------------------------------------------------------------------------
+# %% 6.3 The model
 # A block is x + Attention(LayerNorm(x)) followed by x + MLP(LayerNorm(x)): the residual stream x
 # carries each position's representation up the stack, and every sub-layer adds a correction to it.
 # Token and position embeddings go in at the bottom; a final LayerNorm and the transposed token
@@ -148,7 +148,7 @@ results["model"] = {"config": dataclasses.asdict(MODEL), "parameters": model.num
                     "initial_loss": initial_loss}
 
 
-# 6.4 Baselines on the same characters ------------------------------------------------------------
+# %% 6.4 Baselines on the same characters
 # Chapter 2's modified Kneser-Ney n-grams, counted over lines (the line break is the end-of-sentence
 # token, so every character of the text is predicted once), and Chapter 4's NPLM, predicting each
 # character from the 8 before it. All numbers are cross-entropies on the valid split, in bits/char.
@@ -184,7 +184,7 @@ print(f"6.4 tinyshakespeare, NPLM (8 characters of context): {shakespeare_nplm:.
 results["shakespeare_baselines"] = {"ngram_bits_per_char": shakespeare_ngram, "best_ngram_order": best_order,
                                     "nplm_bits_per_char": shakespeare_nplm, "nplm_history": nplm_history}
 
-# 6.5 Training the baby GPT ------------------------------------------------------------------------
+# %% 6.5 Training the baby GPT
 # Each step draws 12 random windows of 64 characters; the targets are the same windows shifted by
 # one, so one forward pass scores 768 predictions, each with all of its window's past as context.
 # The log line every 100 steps estimates train and valid loss on 20 fixed batches each.
@@ -213,7 +213,7 @@ results["shakespeare"] = {"train_config": dataclasses.asdict(TRAIN), "batch_size
                           "valid_loss_full": full_valid, "valid_bits_per_char": nats_to_bits(full_valid),
                           "ms_per_step": ms_per_step}
 
-# 6.6 Samples --------------------------------------------------------------------------------------
+# %% 6.6 Samples
 # Start from a line break and sample one character at a time from softmax(logits / 0.8) (Chapter 7
 # compares decoding strategies). The model has learned the look of a play: names in capitals, verse
 # lines, punctuation; the meaning is still mostly Shakespeare-shaped noise.
@@ -222,7 +222,7 @@ sample = chars.decode(generate(model, [[newline]], SAMPLE_CHARS, temperature=TEM
 print("6.6 sample (temperature 0.8):\n" + "\n".join("    " + line for line in sample[:400].split("\n")))
 results["shakespeare"]["sample"] = {"temperature": TEMPERATURE, "text": sample}
 
-# 6.7 What the heads look at ------------------------------------------------------------------------
+# %% 6.7 What the heads look at
 # Run the model on a valid excerpt and keep each head's weights P: row t shows where position t
 # looked. Heads specialise: some weight the current and previous characters (a head of the first
 # layer puts 30% of its weight on the previous one, on average: an n-gram inside the model),
@@ -260,7 +260,7 @@ print(f"6.7 attention maps saved; per layer, the head most focused on the previo
       f"{', '.join(f'{w:.2f}' for w in prev_char)} of its weight there on average")
 results["attention"] = {"excerpt": excerpt, "max_mean_weight_on_previous_char": prev_char}
 
-# 6.8 A GPT on names ---------------------------------------------------------------------------------
+# %% 6.8 A GPT on names
 # Each name is its own sequence: inputs '.' + name, targets name + '.', padded to the block with
 # targets -1 (ignored by the loss). The loss is in nats per character, the end '.' included, like
 # Chapter 4's names models, so the three models below are scored on exactly the same predictions.
@@ -322,7 +322,7 @@ results["names"] = {"config": dataclasses.asdict(NAMES_MODEL), "train_config": d
                     "nplm_bits_per_char": names_nplm, "nplm_history": names_nplm_history,
                     "samples": samples, "samples_not_in_train": new}
 
-# 6.9 Learning curves against the baselines ---------------------------------------------------------
+# %% 6.9 Learning curves against the baselines
 # Loss in bits per character (nats / ln 2), against the best n-gram and the NPLM on the same split.
 # nanoGPT's CPU budget, 2000 steps of 768 characters, is about 1.5 passes over the training text:
 # the GPT's valid curve is still falling when its schedule ends (about 0.01 nats per 100 steps),

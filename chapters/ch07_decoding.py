@@ -58,7 +58,7 @@ CHECKPOINT = (run.out if run.quick else chapter.REPO_ROOT / "checkpoints") / "ch
 results = {}
 t_start = time.perf_counter()
 
-# 7.1 The model and its next-character distribution ------------------------------------------------
+# %% 7.1 The model and its next-character distribution
 if not CHECKPOINT.exists():
     print(f"7.1 {CHECKPOINT} is missing: running Chapter 6 to train the model")
     flags = (["--quick"] if run.quick else []) + ["--out", str(run.out), "--seed", str(run.seed)]
@@ -103,7 +103,7 @@ def describe(ids: np.ndarray) -> dict:
             "distinct_2": distinct_n(texts, 2), "texts": texts}
 
 
-# 7.2 Greedy decoding ---------------------------------------------------------------------------------
+# %% 7.2 Greedy decoding
 # argmax at every step: deterministic, locally optimal, and prone to fall into a loop that it then
 # finds ever more likely (each repetition makes the next one more probable).
 greedy = describe(generate(model, prompts, NEW_CHARS, temperature=0))
@@ -111,7 +111,7 @@ print(f"7.2 greedy: {greedy['bits_per_char']:.3f} bits/char, distinct-1 {greedy[
       f"{greedy['texts'][0][:120]!r}")
 results["greedy"] = greedy
 
-# 7.3 Temperature -----------------------------------------------------------------------------------
+# %% 7.3 Temperature
 # Sampling from softmax(z / T): T = 1 is the model's own distribution; T < 1 sharpens it towards
 # greedy, T > 1 flattens it towards uniform. Every setting draws from the same seed, so the
 # settings differ only in T.
@@ -123,7 +123,7 @@ for T in TEMPERATURES:
           f"distinct-1 {by_temperature[T]['distinct_1']:.2f}")
 results["temperature"] = {str(T): v for T, v in by_temperature.items()}
 
-# 7.4 Truncation: top-k and top-p ---------------------------------------------------------------
+# %% 7.4 Truncation: top-k and top-p
 # The tail of the distribution holds many unlikely characters whose total probability is not
 # small; one bad draw from it derails the text. Top-k keeps the k most likely; top-p (exercise
 # 7.1) keeps the smallest set whose probability reaches p, so it keeps few candidates where the
@@ -138,7 +138,7 @@ print(f"7.4 top-k {TOP_K}: {top_k['bits_per_char']:.3f} bits/char, distinct-1 {t
 results["top_p"] = {str(p): v for p, v in by_top_p.items()}
 results["top_k"] = {"k": TOP_K, **top_k}
 
-# 7.5 The trade-off ------------------------------------------------------------------------------
+# %% 7.5 The trade-off
 # The reference is the real text: what follows each prompt in the valid split, scored by the same
 # model. Decoding that is much more likely than real text (fewer bits/char) is repetitive; much
 # less likely is noise. Good settings sit near the real text.
@@ -163,7 +163,7 @@ ax.set_title(f"Decoding the baby GPT: {N_PROMPTS} prompts x {NEW_CHARS} characte
 ax.legend(fontsize=8)
 plotting.save(fig, run.out, "ch07_tradeoff")
 
-# 7.6 Beam search ---------------------------------------------------------------------------------
+# %% 7.6 Beam search
 # Keep the `width` most likely prefixes, extend each by every character, keep the best `width`.
 # Wider beams find continuations the model rates more likely than greedy's, and they read no
 # better: every width falls into loops like "that the have the have". Higher likelihood under the
@@ -177,7 +177,7 @@ for width in BEAM_WIDTHS:
     print(f"7.6 beam width {width}: {beams[width]['bits_per_char']:.3f} bits/char: {beams[width]['text'][:100]!r}")
 results["beam_search"] = {str(w): v for w, v in beams.items()}
 
-# 7.7 The KV cache -----------------------------------------------------------------------------------
+# %% 7.7 The KV cache
 # Without a cache, every new token runs the model over the whole context again: the t-th token costs
 # a forward pass over t positions. The keys and values of earlier positions do not change, so the
 # cache keeps them and runs the model on the new position alone (KVCache.extend, exercise 7.2). The

@@ -7,11 +7,20 @@ Every chapter takes the same flags:
                   `figures/quick/` for a quick one, so a smoke run never overwrites the
                   committed figures
     --seed N      the random seed (default 0); same seed -> same numbers
+
+Each numbered section of a chapter starts a cell, `# %% 6.1 one head of causal self-attention`
+(the "percent" format of Jupytext and VS Code), so a script opens as a notebook and runs cell by
+cell while staying a plain script. A notebook kernel's command line is the kernel's own, not the
+chapter's, so there the flags come from the environment variable SCRATCHLM_CHAPTER_ARGS instead
+(e.g. SCRATCHLM_CHAPTER_ARGS="--quick").
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +46,8 @@ def parse_args(description: str | None, argv: list[str] | None = None) -> Chapte
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for figures and JSON (default: figures/, or figures/quick/ with --quick)")
     parser.add_argument("--seed", type=int, default=0)
+    if argv is None and "ipykernel" in sys.modules:  # run as a notebook: sys.argv is the kernel's
+        argv = shlex.split(os.environ.get("SCRATCHLM_CHAPTER_ARGS", ""))
     args = parser.parse_args(argv)
     out = args.out or (FIGURES_DIR / "quick" if args.quick else FIGURES_DIR)
     out.mkdir(parents=True, exist_ok=True)
