@@ -37,7 +37,8 @@ from scratchlm.autograd import Tensor, no_grad
 from scratchlm.checkpoint import save_checkpoint
 from scratchlm.generate import generate
 from scratchlm.metrics import nats_to_bits
-from scratchlm.models.gpt import GPT, GPTConfig, causal_self_attention, causal_self_attention_ref, causal_softmax
+from scratchlm.models.gpt import (GPT, GPTConfig, causal_self_attention, causal_self_attention_ref, causal_softmax,
+                                  record_attention)
 from scratchlm.models.nplm import NPLM, EpochSettings, NPLMConfig, context_windows, train_epochs
 from scratchlm.rng import get_rng
 from scratchlm.tokenizers import CharTokenizer
@@ -223,21 +224,16 @@ print("6.6 sample (temperature 0.8):\n" + "\n".join("    " + line for line in sa
 results["shakespeare"]["sample"] = {"temperature": TEMPERATURE, "text": sample}
 
 # %% 6.7 What the heads look at
-# Run the model on a valid excerpt and keep each head's weights P: row t shows where position t
-# looked. Heads specialise: some weight the current and previous characters (a head of the first
-# layer puts 30% of its weight on the previous one, on average: an n-gram inside the model),
-# some at the first letter of the current word (a vertical bar spanning the word), some at the
-# start of the line or the speaker's name.
-excerpt_ids = ids["valid"][:ATTENTION_CHARS][None]
-maps = []
-with no_grad():
-    h = model.wte(excerpt_ids) + model.wpe(np.arange(ATTENTION_CHARS))
-    for block in model.h:
-        qkv_ = block.attn.c_attn(block.ln_1(h)).data[0]                          # (T, 3C)
-        head_size = MODEL.n_embd // MODEL.n_head
-        q_, k_, _ = qkv_.reshape(ATTENTION_CHARS, 3, MODEL.n_head, head_size).transpose(1, 2, 0, 3)  # (nh, T, hs)
-        maps.append(causal_softmax(Tensor(q_ @ k_.transpose(0, 2, 1)), 1 / math.sqrt(head_size)).data)
-        h = block(h)
+# Run the model on a valid excerpt and keep each head's weights P (record_attention asks every
+# attention module to keep those of its last forward pass): row t shows where position t looked.
+# Heads specialise: some weight the current and previous characters (a head of the first layer
+# puts 30% of its weight on the previous one, on average: an n-gram inside the model), some at the
+# first letter of the current word (a vertical bar spanning the word), some at the start of the
+# line or the speaker's name.
+excerpt_ids = ids["valid"][:ATTENTION_CHARS][None]                            # (1, T)
+with no_grad(), record_attention(model) as attention:                         # one module per layer
+    model(excerpt_ids)
+maps = [layer.last_weights[0] for layer in attention]                        # (n_head, T, T) each
 excerpt = chars.decode(excerpt_ids[0])
 labels = [{" ": "·", "\n": "¶"}.get(c, c) for c in excerpt]  # show spaces and line breaks
 fig, axes = plotting.figure(MODEL.n_layer, MODEL.n_head, width=3.0, height=3.0, squeeze=False,
@@ -261,9 +257,10 @@ print(f"6.7 attention maps saved; per layer, the head most focused on the previo
 results["attention"] = {"excerpt": excerpt, "max_mean_weight_on_previous_char": prev_char}
 
 # %% 6.8 A GPT on names
-# Each name is its own sequence: inputs '.' + name, targets name + '.', padded to the block with
-# targets -1 (ignored by the loss). The loss is in nats per character, the end '.' included, like
-# Chapter 4's names models, so the three models below are scored on exactly the same predictions.
+# Each name is its own sequence: inputs '.' + name, targets name + '.', padded to the block
+# (data.pad_sequences) with '.' in the inputs and -1 in the targets (ignored by the loss). The loss
+# is in nats per character, the end '.' included, like Chapter 4's names models, so the three
+# models below are scored on exactly the same predictions.
 names = {split: data.load_lines("names", split) for split in ("train", "valid")}
 if run.quick:
     names = {"train": names["train"][:3000], "valid": names["valid"][:500]}
@@ -271,17 +268,15 @@ name_chars = CharTokenizer.fit("." + "".join(names["train"]))
 dot = int(name_chars.encode(".")[0])
 
 
+def encode_each(strings: list[str]) -> list[np.ndarray]:
+    """The ids of each string, from one call to the tokenizer (one id per character)."""
+    return np.split(name_chars.encode("".join(strings)), np.cumsum([len(s) for s in strings])[:-1])
+
+
 def name_arrays(ns: list[str], block_size: int) -> tuple[np.ndarray, np.ndarray]:
     """X, Y (N, block_size): X = '.' + name, Y = name + '.', padded with '.' in X and -1 in Y."""
-    lengths = np.array([len(name) for name in ns])
-    letters = name_chars.encode("".join(ns))                                 # all names, end to end
-    rows = np.repeat(np.arange(len(ns)), lengths)                            # which name each letter is in
-    cols = np.arange(len(letters)) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # and where
-    X = np.full((len(ns), block_size), dot, dtype=np.int64)
-    Y = np.full((len(ns), block_size), -1, dtype=np.int64)
-    X[rows, cols + 1] = letters
-    Y[rows, cols] = letters
-    Y[np.arange(len(ns)), lengths] = dot
+    X = data.pad_sequences(encode_each(["." + name for name in ns]), block_size, pad=dot)
+    Y = data.pad_sequences(encode_each([name + "." for name in ns]), block_size, pad=-1)
     return X, Y
 
 

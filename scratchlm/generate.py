@@ -23,6 +23,8 @@ the cumulative distribution, so the same seed gives the same text.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from scratchlm.rng import get_rng
@@ -34,20 +36,38 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None, greedy: bool = False) -> None:
+    """Refuse settings that would sample garbage (a NaN temperature compares false with everything, so
+    a plain `<= 0` test lets it through). temperature 0 means greedy where `greedy` allows it."""
+    wanted = ">= 0 (0 is greedy)" if greedy else "> 0 (greedy decoding is generate's temperature=0)"
+    number = isinstance(temperature, (int, float, np.number)) and math.isfinite(temperature)
+    if not (number and (temperature >= 0 if greedy else temperature > 0)):
+        raise ValueError(f"temperature must be a finite number {wanted}, got {temperature!r}")
+    if top_k is not None and not (_is_int(top_k) and top_k >= 1):
+        raise ValueError(f"top_k must be an integer >= 1 (or None for no cut), got {top_k!r}")
+    if top_p is not None and not (isinstance(top_p, (int, float, np.number)) and 0.0 < top_p <= 1.0):
+        raise ValueError(f"top_p must be in (0, 1] (or None for no cut), got {top_p!r}")
+
+
+def check_length(max_new_tokens: int) -> None:
+    """Refuse a negative or non-integer number of tokens to generate (range() would run it zero times)."""
+    if not (_is_int(max_new_tokens) and max_new_tokens >= 0):
+        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+
+
 def next_token_probs(logits: np.ndarray, temperature: float = 1.0, top_k: int | None = None,
                      top_p: float | None = None) -> np.ndarray:
     """(B, V) logits -> (B, V) probabilities after temperature, top-k and top-p truncation."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0 for sampling (use greedy for 0), got {temperature}")
+    check_sampling(temperature, top_k, top_p)
     probs = np.exp(log_softmax(logits / temperature))
     if top_k is not None:
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
         kth = np.sort(probs, axis=-1)[:, -min(top_k, probs.shape[-1])]  # k-th largest of each row
         probs = np.where(probs >= kth[:, None], probs, 0.0)             # (ties at the k-th all stay)
     if top_p is not None:
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         # BEGIN SOLUTION 7.1: Top-p (nucleus) truncation (chapters/ch07_decoding.py §7.4)
         order = np.argsort(-probs, axis=-1, kind="stable")
         sorted_probs = np.take_along_axis(probs, order, axis=-1)
@@ -101,6 +121,8 @@ def generate(model, prompt, max_new_tokens: int, temperature: float = 1.0, top_k
              use_cache: bool = True) -> np.ndarray:
     """Extend each row of prompt (B, T) by max_new_tokens ids: greedy when temperature == 0, else
     sampled with temperature / top-k / top-p. Returns (B, T + max_new_tokens) ids."""
+    check_length(max_new_tokens)
+    check_sampling(temperature, top_k, top_p, greedy=True)  # before the model runs on the prompt
     ctx = Context(model, prompt, use_cache)
     for _ in range(max_new_tokens):
         if temperature == 0:
@@ -118,7 +140,15 @@ def beam_search(model, prompt, max_new_tokens: int, beam_width: int = 4, eos_id:
 
     A beam that emits eos_id is finished; hypotheses are ranked by log p / n_new ** length_penalty
     (0: raw log-probability, which favours short endings; 1: per-token average)."""
-    ctx = Context(model, np.asarray(prompt)[None, :], use_cache)
+    check_length(max_new_tokens)
+    if not (_is_int(beam_width) and beam_width >= 1):
+        raise ValueError(f"beam_width must be an integer >= 1, got {beam_width!r}")
+    if not math.isfinite(length_penalty):
+        raise ValueError(f"length_penalty must be a finite number, got {length_penalty!r}")
+    prompt = np.asarray(prompt)
+    if prompt.ndim != 1:
+        raise ValueError(f"beam_search decodes one prompt: ids of shape (T,), got shape {prompt.shape}")
+    ctx = Context(model, prompt[None, :], use_cache)
     prompt_len = ctx.ids.shape[1]
     scores = np.zeros(1)                          # total log-probability of each live beam
     finished: list[tuple[np.ndarray, float]] = []
@@ -159,6 +189,8 @@ def log_likelihood(model, ids, prompt_len: int, use_cache: bool = True) -> np.nd
     """Sum of log p(x_t | x_<t) over positions t >= prompt_len of each row of ids (B, T), in nats,
     with the same context window the decoders use (so it scores their output as they saw it)."""
     ids = np.asarray(ids, dtype=np.int64)
+    if ids.ndim != 2:
+        raise ValueError(f"log_likelihood: ids must be (B, T), got shape {ids.shape}")
     if not 1 <= prompt_len < ids.shape[1]:
         raise ValueError(f"prompt_len must be in [1, {ids.shape[1]}), got {prompt_len}")
     ctx = Context(model, ids[:, :prompt_len], use_cache)

@@ -10,7 +10,8 @@ import pytest
 from scratchlm.autograd import Tensor, gradcheck, no_grad
 from scratchlm.models import attention_kernels as K
 import scratchlm.autograd.functional as F
-from scratchlm.models.gpt import GPT, GPTConfig, causal_self_attention, causal_self_attention_ref, causal_softmax
+from scratchlm.models.gpt import (GPT, GPTConfig, causal_self_attention, causal_self_attention_ref, causal_softmax,
+                                  record_attention)
 from scratchlm.rng import manual_seed
 
 TINY = GPTConfig(vocab_size=7, block_size=6, n_layer=2, n_head=2, n_embd=8)
@@ -175,6 +176,63 @@ def test_dropout_only_in_training_mode():
     assert not np.allclose(a, b)
     model.eval()
     np.testing.assert_array_equal(model(x)[0].data, model(x)[0].data)
+
+
+# ---- recording attention weights ---------------------------------------------------------------
+
+def test_record_attention_keeps_each_layers_weights():
+    model = tiny_gpt()
+    x, y = ids(TINY, 2, 5), ids(TINY, 2, 5, seed=1)
+    logits, loss = model(x, y)
+    loss.backward()
+    grads = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    with record_attention(model) as attention:
+        recorded_logits, recorded_loss = model(x, y)
+        recorded_loss.backward()
+    # recording changes nothing the model computes, gradients included
+    np.testing.assert_array_equal(recorded_logits.data, logits.data)
+    for g, p in zip(grads, model.parameters()):
+        np.testing.assert_array_equal(p.grad, g)
+    assert [a.layer for a in attention] == list(range(TINY.n_layer))
+    # the weights, computed by hand from each layer's input as Chapter 6 once did
+    hs = TINY.n_embd // TINY.n_head
+    with no_grad():
+        h = model.wte(x) + model.wpe(np.arange(5))
+        for block, a in zip(model.h, attention):
+            q, k, _ = block.attn.c_attn(block.ln_1(h)).data.reshape(2, 5, 3, TINY.n_head, hs).transpose(2, 0, 3, 1, 4)
+            expected = causal_softmax(Tensor(q @ k.swapaxes(-1, -2)), 1 / np.sqrt(hs)).data  # (B, nh, T, T)
+            np.testing.assert_allclose(a.last_weights, expected, rtol=1e-12, atol=1e-15)
+            h = block(h)
+    # outside the block nothing is recorded (and nothing is kept by a model that never recorded)
+    kept = attention[0].last_weights
+    with no_grad():
+        model(ids(TINY, 1, 3, seed=5))
+    assert attention[0].last_weights is kept and not attention[0].record_weights
+    assert tiny_gpt().h[0].attn.last_weights is None
+
+
+def test_record_attention_with_kv_cache():
+    model = tiny_gpt()
+    x = ids(TINY, 2, 4)
+    with no_grad(), record_attention(model) as attention:
+        model(x)
+        full = [a.last_weights for a in attention]                      # (B, nh, 4, 4)
+        cache = model.new_cache(2)
+        model(x[:, :3], cache=cache)
+        model(x[:, 3:], cache=cache)                                    # one query over 4 keys
+    for a, f in zip(attention, full):
+        assert a.last_weights.shape == (2, TINY.n_head, 1, 4)
+        np.testing.assert_allclose(a.last_weights[:, :, 0], f[:, :, -1], rtol=1e-12, atol=1e-15)
+
+
+def test_record_attention_nests_and_restores_flags():
+    model = tiny_gpt()
+    with record_attention(model):
+        with record_attention(model):
+            pass
+        assert all(block.attn.record_weights for block in model.h)  # the outer block still records
+    assert not any(block.attn.record_weights for block in model.h)
 
 
 # ---- parity with PyTorch ----------------------------------------------------------------------

@@ -27,12 +27,22 @@ without its `transformer.` prefix, so weights copy across to and from PyTorch.
 
 A `KVCache` (Chapter 7) keeps every layer's keys and values, so that generating one more token runs
 the model on that token alone: `model(idx_new, cache=cache)` attends over the cached positions too.
+
+To look at what the heads attend to (Chapter 6's figure), run the model inside `record_attention`:
+
+    with no_grad(), record_attention(model) as attention:   # the attention modules, layer by layer
+        model(idx)
+    P = attention[0].last_weights                            # (B, n_head, T, T) of the first layer
+
+Any module with a `record_weights` flag takes part, so the encoder's bidirectional attention and the
+decoder's cross attention of later chapters record the same way. Outside the block nothing is kept.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +67,20 @@ class GPTConfig:
     tie_weights: bool = True  # output head shares the token-embedding matrix
     gelu: str = "tanh"        # GPT-2's tanh approximation of GELU; "none" for the exact erf form
 
+    def __post_init__(self):
+        """Refuse a config no model can be built from, naming the field (rather than failing deep inside)."""
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"GPTConfig: {name} must be an integer >= 1, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig: n_embd={self.n_embd} is not a multiple of n_head={self.n_head} "
+                             "(each head gets n_embd / n_head of the width)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout!r}")
+        if self.gelu not in ("tanh", "none"):
+            raise ValueError(f"GPTConfig: gelu must be 'tanh' or 'none', got {self.gelu!r}")
+
 
 def causal_softmax(scores: Tensor, scale: float) -> Tensor:
     """Attention weights softmax(scale * scores) over the keys each query may see; (..., Tq, Tk).
@@ -75,7 +99,7 @@ def causal_softmax(scores: Tensor, scale: float) -> Tensor:
 
 
 def causal_self_attention(qkv: Tensor, n_head: int, dropout: float = 0.0, cache: KVCache | None = None,
-                          layer: int = 0) -> Tensor:
+                          layer: int = 0, return_weights: bool = False) -> Tensor | tuple[Tensor, np.ndarray]:
     """Multi-head causal self-attention as one graph node: packed (B, T, 3C) -> (B, T, C).
 
     The same as splitting qkv into heads and writing dropout(causal_softmax(q @ k^T, 1/sqrt(hs))) @ v
@@ -83,7 +107,9 @@ def causal_self_attention(qkv: Tensor, n_head: int, dropout: float = 0.0, cache:
     k and v are written straight into one (B, T, 3C) array instead of being zero-padded and summed,
     and no intermediate Tensor is kept. `dropout` zeroes attention weights with that probability
     (training only; the mask comes from scratchlm.rng). With a `cache` (inference) the keys and
-    values of the earlier positions come from it, and these positions' are added to it."""
+    values of the earlier positions come from it, and these positions' are added to it. With
+    `return_weights` it returns (output, P) where P (B, nh, T, Tk) are the attention weights before
+    dropout (the array the op computes anyway: recording them costs nothing)."""
     B, T, C3 = qkv.shape
     C = C3 // 3
     hs = C // n_head
@@ -116,7 +142,8 @@ def causal_self_attention(qkv: Tensor, n_head: int, dropout: float = 0.0, cache:
         np.matmul(dscores, k, out=dq)                                        # dQ = dS K
         np.matmul(dscores.swapaxes(-1, -2), q, out=dk)                       # dK = dS^T Q
         qkv._accumulate(dqkv.reshape(B, T, C3), fresh=True)
-    return Tensor._make(y.transpose(0, 2, 1, 3).reshape(B, T, C), (qkv,), backward, "causal_self_attention")
+    out = Tensor._make(y.transpose(0, 2, 1, 3).reshape(B, T, C), (qkv,), backward, "causal_self_attention")
+    return (out, att) if return_weights else out
 
 
 def causal_self_attention_ref(qkv: Tensor, n_head: int) -> Tensor:
@@ -161,10 +188,35 @@ class KVCache:
         self.k, self.v = self.k[:, rows], self.v[:, rows]
 
 
+@contextmanager
+def record_attention(model: Module):
+    """Within the block, every attention module of `model` keeps the weights of its last forward
+    pass in `.last_weights`, (B, n_head, T_query, T_key). Yields those modules, in model order.
+
+    A module takes part when it has a `record_weights` flag (False by default, so training keeps
+    nothing and pays nothing) and, while it is set, stores its weights in `last_weights`. Chapter 6
+    draws the GPT's; the bidirectional and cross attention of later chapters follow the same rule.
+    The weights stay readable after the block; the flags go back to what they were."""
+    modules = [m for m in model.modules() if hasattr(m, "record_weights")]
+    if not modules:
+        raise ValueError(f"record_attention: {type(model).__name__} has no attention module that can "
+                         "record its weights (one with a `record_weights` flag)")
+    before = [m.record_weights for m in modules]
+    for m in modules:
+        m.record_weights, m.last_weights = True, None
+    try:
+        yield modules
+    finally:
+        for m, flag in zip(modules, before):
+            m.record_weights = flag
+
+
 class CausalSelfAttention(Module):
+    record_weights = False  # set by record_attention(): keep the weights P of the last forward pass
+    last_weights = None     # (B, n_head, T_query, T_key) when recorded
+
     def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
-        assert config.n_embd % config.n_head == 0, "n_embd must be a multiple of n_head"
         self.n_head, self.layer, self.attn_dropout = config.n_head, layer, config.dropout
         self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v of all heads
         self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
@@ -172,7 +224,10 @@ class CausalSelfAttention(Module):
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
         p = self.attn_dropout if self.training else 0.0
-        y = causal_self_attention(self.c_attn(x), self.n_head, p, cache, self.layer)  # (B, T, C)
+        y = causal_self_attention(self.c_attn(x), self.n_head, p, cache, self.layer,
+                                  return_weights=self.record_weights)                    # (B, T, C)
+        if self.record_weights:
+            y, self.last_weights = y                                                     # (y, P)
         return self.resid_dropout(self.c_proj(y))
 
 
@@ -242,7 +297,11 @@ class GPT(Module):
                              f"(model/wte.weight)")
         if not isinstance(config, dict) or set(config) != {f.name for f in dataclasses.fields(GPTConfig)}:
             raise ValueError(f"{path}: its config is not a GPTConfig: {config!r}")
-        model = cls(GPTConfig(**config), dtype=weights.dtype)
+        try:
+            config = GPTConfig(**config)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+        model = cls(config, dtype=weights.dtype)
         return model, load_checkpoint(path, model, config=model.config, contents=(meta, arrays))
 
     @property
@@ -261,6 +320,12 @@ class GPT(Module):
         `targets` (B, T) are the next ids (-1 = ignore that position). With a `cache`, idx are the
         positions after the cached ones, and the cache is extended with them."""
         idx = np.asarray(idx)
+        if idx.ndim != 2 or idx.shape[1] == 0:
+            hint = " (one sequence? add a batch axis: idx[None])" if idx.ndim == 1 else ""
+            raise ValueError(f"GPT: idx must be token ids of shape (B, T) with T >= 1, got shape {idx.shape}"
+                             + hint)
+        if targets is not None and np.shape(targets) != idx.shape:
+            raise ValueError(f"GPT: targets must have the shape of idx {idx.shape}, got {np.shape(targets)}")
         B, T = idx.shape
         start = 0 if cache is None else cache.length
         if start + T > self.config.block_size:

@@ -4,8 +4,9 @@
     text = tok.decode(ids)      # ids -> str
     tok.save("tok.json"); tok = type(tok).load("tok.json")   # or scratchlm.tokenizers.load(path)
 
-A saved tokenizer is one JSON object, {"type": <class name>, ...its fields}, written atomically;
-loading checks the type and the fields and never executes anything from the file.
+A saved tokenizer is one UTF-8 JSON object, {"type": <class name>, ...its fields}, written
+atomically; loading checks the type and the fields and never executes anything from the file. Every
+error in a file names the file.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchlm.fileio import write_json
+from scratchlm.fileio import read_text, write_json
 
 
 class Tokenizer:
@@ -51,9 +52,9 @@ class Tokenizer:
 
 
 def read_tokenizer_json(path) -> dict:
-    """The JSON object in `path`, with an error naming the file when it is not one."""
+    """The JSON object in `path`, with an error naming the file when it is not one (or not UTF-8)."""
     try:
-        d = json.loads(Path(path).read_text(encoding="utf-8"))
+        d = json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not JSON (line {e.lineno}: {e.msg})") from e
     if not isinstance(d, dict) or "type" not in d:

@@ -84,7 +84,10 @@ def train_bpe_numba(text: str, vocab_size: int, pattern: str = PATTERN) -> list[
     counts = chunk_counts(text, pattern)
     symbols, offsets = _flatten(counts)
     freqs = np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
-    return [(int(a), int(b)) for a, b in train_merges(symbols, offsets, freqs, vocab_size - 256)]
+    # Each merge shortens some chunk by at least one symbol, so there can be no more merges than
+    # symbols minus chunks: the kernel's merge table is never larger than that, however large vocab_size.
+    n_merges = min(int(vocab_size) - 256, len(symbols) - len(counts))
+    return [(int(a), int(b)) for a, b in train_merges(symbols, offsets, freqs, n_merges)]
 
 
 TRAINERS = {"python": train_bpe_python, "numba": train_bpe_numba}
@@ -98,6 +101,9 @@ def apply_merges(seq: list[int], merges: list[tuple[int, int]]) -> list[int]:
 
 
 def _check_vocab_size(vocab_size: int) -> None:
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)):
+        raise TypeError(f"vocab_size={vocab_size!r} ({type(vocab_size).__name__}): a BPE vocabulary size is "
+                        "an integer >= 256 (the 256 byte tokens, then one per merge)")
     if vocab_size < 256:
         raise ValueError(f"vocab_size={vocab_size}: a byte-level BPE has at least the 256 byte tokens")
 
@@ -118,7 +124,10 @@ class ByteBPE(Tokenizer):
             if not (0 <= a < 256 + k and 0 <= b < 256 + k):
                 raise ValueError(f"merge {k} = ({a}, {b}) uses a token that does not exist yet")
         self.pattern = pattern
-        self.regex = re.compile(pattern)
+        try:
+            self.regex = re.compile(pattern)
+        except re.error as e:
+            raise ValueError(f"pre-tokenizer pattern {pattern!r} is not a valid regular expression: {e}") from None
         self.vocab_size = 256 + len(self.merges)
         self.vocab = [bytes([i]) for i in range(256)]  # token id -> its bytes
         for a, b in self.merges:

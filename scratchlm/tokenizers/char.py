@@ -35,6 +35,11 @@ class CharTokenizer(Tokenizer):
     @classmethod
     def fit(cls, text: str, unk: bool = False) -> "CharTokenizer":
         """The tokenizer whose vocabulary is the distinct characters of `text`."""
+        if not isinstance(text, str):
+            raise TypeError(f"CharTokenizer.fit takes the text as one str, got {type(text).__name__}")
+        if not text:
+            raise ValueError("CharTokenizer.fit: the text is empty, so there are no characters to build "
+                             "a vocabulary from")
         return cls(sorted(set(text)), unk=unk)
 
     def encode(self, text: str) -> np.ndarray:

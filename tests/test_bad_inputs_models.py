@@ -1,0 +1,148 @@
+"""Bad input to the GPT, the decoders and the tokenizers (Chapters 5-7) gets an error that names the
+offending field, value, shape or file, not a deep traceback or a silent wrong answer.
+
+Each table row is (id, call, exception type, regex the message must match); the call takes the
+test's tmp_path, since the file cases write their bad file there first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from scratchlm import tokenizers
+from scratchlm.checkpoint import save_checkpoint
+from scratchlm.generate import beam_search, generate, log_likelihood, next_token_probs
+from scratchlm.models.gpt import GPT, GPTConfig, record_attention
+from scratchlm.nn import Linear
+from scratchlm.rng import manual_seed
+from scratchlm.tokenizers import ByteBPE, CharTokenizer
+
+TINY = dict(vocab_size=7, block_size=6, n_layer=1, n_head=2, n_embd=8)
+
+
+def tiny_gpt() -> GPT:
+    manual_seed(0)
+    return GPT(GPTConfig(**TINY))
+
+
+class NeverRun:
+    """A decodable model that fails the test if it is run: bad settings must be refused first."""
+    block_size = 8
+
+    def next_logits(self, idx):
+        raise AssertionError("the model ran before the decoding settings were checked")
+
+
+def config(**change):
+    return lambda tmp_path: GPTConfig(**{**TINY, **change})
+
+
+def forward(idx, targets=None):
+    return lambda tmp_path: tiny_gpt()(np.asarray(idx), targets)
+
+
+def write_then(content: bytes | str, call):
+    """Write `content` to tmp_path/tok.json, then call(path)."""
+    def run(tmp_path):
+        path = tmp_path / "tok.json"
+        if isinstance(content, str):
+            path.write_text(content, encoding="utf-8")
+        else:
+            path.write_bytes(content)
+        return call(path)
+    return run
+
+
+def gpt_checkpoint_with(**change):
+    """A GPT checkpoint whose stored config has `change` applied (same weights), then load it."""
+    def run(tmp_path):
+        model = tiny_gpt()
+        save_checkpoint(tmp_path / "gpt.npz", model, config={**dataclasses.asdict(model.config), **change})
+        return GPT.from_checkpoint(tmp_path / "gpt.npz")
+    return run
+
+
+CASES = [
+    # GPTConfig: every size a positive integer, the width split evenly between the heads
+    ("config vocab_size 0", config(vocab_size=0), ValueError, r"GPTConfig: vocab_size must be an integer >= 1, got 0"),
+    ("config block_size -1", config(block_size=-1), ValueError, r"block_size must be an integer >= 1, got -1"),
+    ("config n_layer 0", config(n_layer=0), ValueError, r"n_layer must be an integer >= 1, got 0"),
+    ("config n_layer 2.5", config(n_layer=2.5), ValueError, r"n_layer must be an integer >= 1, got 2\.5"),
+    ("config n_head 0", config(n_head=0), ValueError, r"n_head must be an integer >= 1, got 0"),
+    ("config n_embd % n_head", config(n_embd=10, n_head=4), ValueError,
+     r"n_embd=10 is not a multiple of n_head=4"),
+    ("config dropout 1", config(dropout=1.0), ValueError, r"dropout must be in \[0, 1\), got 1\.0"),
+    ("config gelu", config(gelu="relu"), ValueError, r"gelu must be 'tanh' or 'none', got 'relu'"),
+    ("checkpoint with a bad config", gpt_checkpoint_with(n_head=3), ValueError,
+     r"gpt\.npz: GPTConfig: n_embd=8 is not a multiple of n_head=3"),
+    # GPT.forward: ids are (B, T) with 1 <= T <= block_size, targets the same shape
+    ("1-D ids", forward([1, 2, 3]), ValueError, r"shape \(B, T\) with T >= 1, got shape \(3,\).*idx\[None\]"),
+    ("T = 0", forward(np.zeros((2, 0), np.int64)), ValueError, r"T >= 1, got shape \(2, 0\)"),
+    ("T > block_size", forward(np.zeros((1, 7), np.int64)), ValueError, r"7 tokens is longer than block_size 6"),
+    ("targets of another shape", forward(np.zeros((2, 3), np.int64), np.zeros((2, 2), np.int64)), ValueError,
+     r"targets must have the shape of idx \(2, 3\), got \(2, 2\)"),
+    ("id outside the vocabulary", forward([[1, 7]]), IndexError, r"id 7 .* outside \[0, 7\)"),
+    # decoding settings, refused before the model runs
+    ("temperature nan", lambda p: generate(NeverRun(), [[1]], 3, temperature=math.nan), ValueError,
+     r"temperature must be a finite number >= 0 \(0 is greedy\), got nan"),
+    ("temperature -1", lambda p: generate(NeverRun(), [[1]], 3, temperature=-1.0), ValueError,
+     r"temperature .* got -1\.0"),
+    ("temperature inf", lambda p: generate(NeverRun(), [[1]], 3, temperature=math.inf), ValueError,
+     r"temperature .* got inf"),
+    ("sampling at temperature 0", lambda p: next_token_probs(np.zeros((1, 3)), temperature=0), ValueError,
+     r"temperature must be a finite number > 0 .*got 0"),
+    ("max_new_tokens -1", lambda p: generate(NeverRun(), [[1]], -1), ValueError,
+     r"max_new_tokens must be an integer >= 0, got -1"),
+    ("top_k 0", lambda p: generate(NeverRun(), [[1]], 3, top_k=0), ValueError, r"top_k must be an integer >= 1.*got 0"),
+    ("top_k 2.5", lambda p: generate(NeverRun(), [[1]], 3, top_k=2.5), ValueError, r"top_k .*got 2\.5"),
+    ("top_p 0", lambda p: generate(NeverRun(), [[1]], 3, top_p=0.0), ValueError,
+     r"top_p must be in \(0, 1\].*got 0\.0"),
+    ("top_p 1.5", lambda p: generate(NeverRun(), [[1]], 3, top_p=1.5), ValueError, r"top_p .*got 1\.5"),
+    ("top_p nan", lambda p: generate(NeverRun(), [[1]], 3, top_p=math.nan), ValueError, r"top_p .*got nan"),
+    ("1-D prompt to generate", lambda p: generate(NeverRun(), [1, 2], 3), ValueError,
+     r"prompt must be \(B, T\) ids with T >= 1, got shape \(2,\)"),
+    ("beam_width 0", lambda p: beam_search(NeverRun(), [1], 3, beam_width=0), ValueError,
+     r"beam_width must be an integer >= 1, got 0"),
+    ("beam max_new_tokens -2", lambda p: beam_search(NeverRun(), [1], -2), ValueError,
+     r"max_new_tokens must be an integer >= 0, got -2"),
+    ("beam length_penalty nan", lambda p: beam_search(NeverRun(), [1], 3, length_penalty=math.nan), ValueError,
+     r"length_penalty must be a finite number, got nan"),
+    ("2-D prompt to beam search", lambda p: beam_search(NeverRun(), [[1, 2]], 3), ValueError,
+     r"one prompt: ids of shape \(T,\), got shape \(1, 2\)"),
+    ("1-D ids to log_likelihood", lambda p: log_likelihood(NeverRun(), [1, 2, 3], 1), ValueError,
+     r"ids must be \(B, T\), got shape \(3,\)"),
+    # recording attention needs attention modules
+    ("record_attention without attention", lambda p: record_attention(Linear(2, 2)).__enter__(), ValueError,
+     r"Linear has no attention module"),
+    # tokenizers
+    ("CharTokenizer.fit('')", lambda p: CharTokenizer.fit(""), ValueError, r"the text is empty"),
+    ("CharTokenizer.fit(list)", lambda p: CharTokenizer.fit(["ab", "c"]), TypeError, r"one str, got list"),
+    ("BPE vocab_size 255", lambda p: ByteBPE.train("abc", 255), ValueError, r"vocab_size=255: .*256 byte tokens"),
+    ("BPE vocab_size -1, Python trainer", lambda p: ByteBPE.train("abc", -1, trainer="python"), ValueError,
+     r"vocab_size=-1"),
+    ("BPE vocab_size float", lambda p: ByteBPE.train("abc", 300.5), TypeError, r"vocab_size=300\.5 \(float\)"),
+    ("BPE vocab_size str", lambda p: ByteBPE.train("abc", "300"), TypeError, r"vocab_size='300' \(str\)"),
+    ("BPE truncated to 1.5", lambda p: ByteBPE.train("abcabc", 258).truncated(1.5), TypeError, r"vocab_size=1\.5"),
+    ("BPE invalid pattern", lambda p: ByteBPE(pattern="(unclosed"), ValueError,
+     r"pattern '\(unclosed' is not a valid regular expression"),
+    ("tokenizer file with an invalid pattern",
+     write_then(json.dumps({"type": "ByteBPE", "pattern": "[a-", "merges": []}), tokenizers.load), ValueError,
+     r"tok\.json: not a valid ByteBPE file .*pattern '\[a-' is not a valid regular expression"),
+    ("tokenizer file not UTF-8", write_then(b'{"type": "CharTokenizer", "chars": "a\xff", "unk": false}',
+                                            tokenizers.load), ValueError,
+     r"tok\.json: not UTF-8 text: byte 0xff at offset 37"),
+    ("tokenizer saved into a missing folder", lambda p: CharTokenizer.fit("ab").save(p / "no" / "tok.json"),
+     FileNotFoundError, r"cannot write .*no/tok\.json: folder .*no does not exist"),
+]
+
+
+@pytest.mark.parametrize("call,error,message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_names_the_problem(tmp_path, call, error, message):
+    with pytest.raises(error, match=message):
+        call(tmp_path)
+
