@@ -1,0 +1,8 @@
+"""`python -m scratchlm ...`: the `scratchlm` command (scratchlm/cli.py), for when the console script
+is not on PATH (a virtual environment not activated, a notebook's kernel)."""
+
+import sys
+
+from scratchlm.cli import main
+
+sys.exit(main())
