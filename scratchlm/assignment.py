@@ -29,9 +29,10 @@ in between, at that indentation,
 Tests for exercise 2.3 carry `@pytest.mark.ex2_3` (registered in setup.cfg); `check_tests` checks
 that every region has one and that no marker is left without a region.
 
-Grading runs, for each exercise, `python -m pytest -m ex2_3 <the test files marking ex2_3>` in the
-tree being graded, each in a process of its own (a few at a time), so that a hang or a crash costs
-only that exercise; `timeout` seconds is each exercise's limit. This module is a pytest plugin
+Grading runs `python -m pytest -m "ex2_1 or ex2_3" <the test files marking them>` in the tree being
+graded, one process for the exercises whose tests share files (a few at a time); a process that
+runs past the timeout or crashes is run again one exercise at a time, so that a hang or a crash
+costs only its own exercise (`grade`). This module is a pytest plugin
 there (`-p scratchlm.assignment`) that records each test's exercise ids in pytest's JUnit XML, which
 is then read back. Each exercise is worth 1 point; a student gets the fraction of its tests that
 pass (skipped counts as not passed; a test module that cannot be collected counts as one failed
@@ -74,10 +75,6 @@ _BEGIN_FORMAT = "# BEGIN SOLUTION <chapter>.<n>: <title> (chapters/chNN_<name>.p
 class AssignmentError(ValueError):
     """Malformed exercise regions (one `file:line: problem` line each), an unknown exercise or
     chapter, or an unusable --out folder."""
-
-
-class GradingError(RuntimeError):
-    """pytest could not be run on the tree (no JUnit XML came back)."""
 
 
 @dataclass(frozen=True)
@@ -439,8 +436,8 @@ class TestRun:
     __test__ = False
 
     results: list[TestResult]    # one per test, and one per test module that could not be collected
-    output: str                  # pytest's output, or what stopped it
-    timed_out: bool = False      # killed after the timeout: no results
+    output: str                  # pytest's output
+    problem: str = ""            # why there are no results: "timed out after 3 s", a crash
 
 
 def run_tests(root: Path, marker_expr: str, paths: list[str] | None = None,
@@ -449,7 +446,8 @@ def run_tests(root: Path, marker_expr: str, paths: list[str] | None = None,
 
     Collection errors do not stop the run (a student's broken module costs only the tests that import
     it); each comes back as an "error" result for its module, whose message names the file:line of the
-    error. A run past `timeout` seconds is killed and comes back with no results."""
+    error. A run past `timeout` seconds is killed, and a run that crashes (a segfault in a kernel) or
+    cannot start leaves no report: both come back with no results and the problem said."""
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "junit.xml"
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "scratchlm.assignment", "-p", "no:cacheprovider",
@@ -463,11 +461,11 @@ def run_tests(root: Path, marker_expr: str, paths: list[str] | None = None,
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             stdout, stderr = proc.communicate()
-            return TestRun([], f"the tests did not finish within {timeout:g} s\n{(stdout + stderr)[-2000:]}",
-                           timed_out=True)
+            return TestRun([], stdout + stderr, f"timed out after {timeout:g} s")
         output = stdout + stderr
         if not junit.is_file():
-            raise GradingError(f"pytest did not run in {root} (exit {proc.returncode}):\n{output[-3000:]}")
+            last = output.strip().splitlines()[-1:] or ["no output"]
+            return TestRun([], output, f"pytest stopped without a report (exit {proc.returncode}: {last[0][:200]})")
         return TestRun(_read_junit(junit, Path(root)), output)
 
 
@@ -513,7 +511,7 @@ def _where_it_broke(details: str, root: Path) -> str:
 class ExerciseScore:
     region: Region
     tests: list[TestResult]      # its tests, and its test modules that could not be collected
-    problem: str = ""            # why none of its tests ran: "timed out after 3 s", no tests marked
+    problem: str = ""            # why none of its tests ran: "timed out after 3 s", a crash, no tests
     output: str = ""             # pytest's output for this exercise's run
 
     @property
@@ -542,8 +540,8 @@ class Grade:
 
     @property
     def output(self) -> str:
-        """pytest's output of every exercise's run."""
-        return "\n".join(f"== exercise {e.region.id} ==\n{e.output}" for e in self.exercises)
+        """pytest's output of every run (exercises that share their test files share a run)."""
+        return "\n".join(dict.fromkeys(e.output for e in self.exercises if e.output))
 
 
 def check_timeout(timeout: float | None) -> None:
@@ -553,11 +551,13 @@ def check_timeout(timeout: float | None) -> None:
 
 
 def grade(root: Path, chosen: list[Region], timeout: float | None = None, jobs: int | None = None) -> Grade:
-    """Run each chosen exercise's tests in the tree at root and score them.
+    """Run the chosen exercises' tests in the tree at root and score them, so that a hang or a crash
+    costs only the exercise it is in.
 
-    Each exercise's tests run in a pytest process of their own, on the test files that mark them, so
-    that a hang or a crash costs only that exercise: after `timeout` seconds its process is killed and
-    it scores 0, "timed out after S s". Up to `jobs` processes run at once (default: the CPU count)."""
+    The exercises whose tests are in the same files run in one pytest process, on those files. When
+    that process runs past `timeout` seconds (it is killed) or crashes, each of its exercises runs
+    again in a process of its own: the one that hangs or crashes scores 0 ("timed out after S s"),
+    the others are graded as usual. Up to `jobs` processes run at once (default: the CPU count)."""
     if not chosen:
         raise AssignmentError("no exercises to grade")
     check_timeout(timeout)
@@ -565,24 +565,33 @@ def grade(root: Path, chosen: list[Region], timeout: float | None = None, jobs: 
     used, broken = _marker_uses(root)
     # A test file that does not parse may hold any exercise's tests: every run collects it, so that
     # pytest's error for it (with its file:line) is reported under every exercise.
-    unparsable = [where.split(":")[0] for where in broken]
+    unparsable = {where.split(":")[0] for where in broken}
+    groups: dict[tuple[str, ...], list[Region]] = {}
+    for r in chosen:
+        files = tuple(sorted({str(path) for path, _ in used.get(r.marker, [])} | unparsable))
+        groups.setdefault(files, []).append(r)
 
-    def one(r: Region) -> ExerciseScore:
-        files = sorted({str(path) for path, _ in used.get(r.marker, [])} | set(unparsable))
+    def run(files: tuple[str, ...], regions: list[Region]) -> list[ExerciseScore]:
         if not files:
-            return ExerciseScore(r, [], f"no test in tests/ is marked @pytest.mark.{r.marker}")
-        run = run_tests(root, r.marker, files, timeout=timeout)
-        if run.timed_out:
-            return ExerciseScore(r, [], f"timed out after {timeout:g} s", run.output)
-        # -m selected this exercise's tests; a module that could not be collected may hold some of them.
-        tests = [t for t in run.results if r.id in t.exercises or (t.outcome == "error" and not t.exercises)]
-        return ExerciseScore(r, tests, "" if tests else f"no test marked {r.marker} was collected", run.output)
+            return [ExerciseScore(r, [], f"no test in tests/ is marked @pytest.mark.{r.marker}") for r in regions]
+        result = run_tests(root, " or ".join(r.marker for r in regions), list(files), timeout=timeout)
+        if result.problem and len(regions) > 1:  # find the exercise that hangs or crashes
+            return [score for r in regions for score in run(files, [r])]
+        return [_score(r, result) for r in regions]
 
     t0 = time.perf_counter()
-    workers = max(1, min(len(chosen), jobs or os.cpu_count() or 1))
+    workers = max(1, min(len(groups), jobs or os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:  # threads only wait for their pytest processes
-        scores = list(pool.map(one, chosen))
-    return Grade(scores, time.perf_counter() - t0)
+        scores = {s.region.id: s for group in pool.map(run, groups, groups.values()) for s in group}
+    return Grade([scores[r.id] for r in chosen], time.perf_counter() - t0)
+
+
+def _score(r: Region, run: TestRun) -> ExerciseScore:
+    if run.problem:
+        return ExerciseScore(r, [], run.problem, run.output)
+    # Its tests, and any test module that could not be collected: it may hold some of them.
+    tests = [t for t in run.results if r.id in t.exercises or (t.outcome == "error" and not t.exercises)]
+    return ExerciseScore(r, tests, "" if tests else f"no test marked {r.marker} was collected", run.output)
 
 
 def _exercise_report(e: ExerciseScore) -> str:

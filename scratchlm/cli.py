@@ -131,7 +131,7 @@ def cmd_assignment(args) -> int:
             print(f"warning: {problem} (the tests graded here run in {root} and import its own library)",
                   file=sys.stderr)
         g = asg.grade(root, chosen, timeout=args.timeout)
-    except (asg.AssignmentError, asg.GradingError) as e:
+    except asg.AssignmentError as e:
         raise SystemExit(f"error: {e}")
     print(asg.format_table(g))
     if args.json:
