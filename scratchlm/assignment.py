@@ -62,6 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scratchlm.chapter import REPO_ROOT
+from scratchlm.fileio import read_text
 
 PACKAGES = ("scratchlm",)  # the folders scanned for regions, relative to the project root
 
@@ -135,7 +136,7 @@ def scan(root: Path = REPO_ROOT, packages: tuple[str, ...] | None = None) -> lis
 
 
 def _scan_file(root: Path, rel: Path) -> tuple[list[Region], list[str]]:
-    source = (root / rel).read_text(encoding="utf-8")
+    source = read_text(root / rel)  # invalid UTF-8: a ValueError naming the file and byte offset
     if "SOLUTION" not in source:
         return [], []
     lines = source.splitlines(keepends=True)
@@ -228,7 +229,7 @@ def _check_begin(root: Path, m: re.Match) -> str | None:
         return f"{m['chapter_file']} does not exist"
     # `# 2.3 Kneser-Ney`, or `# %% 2.3 Kneser-Ney` where the sections are notebook cells (jupytext, VS Code)
     heading = re.compile(rf"^#\s*(?:%%\s*)?§?{re.escape(m['section'])}\s", re.MULTILINE)
-    if not heading.search(script.read_text(encoding="utf-8")):
+    if not heading.search(read_text(script)):
         return (f"{m['chapter_file']} has no section heading `# {m['section']} ...` "
                 f"(or `# %% {m['section']} ...`)")
     return None

@@ -239,6 +239,12 @@ def test_section_headings_may_be_notebook_cells(toy, heading):
         asg.scan(toy)
 
 
+def test_a_library_file_that_is_not_utf8_is_named_with_its_offset(toy, capsys):
+    (toy / "toylib/latin1.py").write_bytes(b"# caf\xe9\n")
+    assert cli.main(["assignment", "list", "--root", str(toy)]) == 2
+    assert "toylib/latin1.py: not UTF-8 text: byte 0xe9 at offset 5" in capsys.readouterr().err
+
+
 def test_duplicate_ids_name_both_places(toy):
     (toy / "toylib/dup.py").write_text("def g():\n" + GOOD.replace("1.1:", "1.2:") + "    return 1\n"
                                        "    # END SOLUTION\n", encoding="utf-8")
