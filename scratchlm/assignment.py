@@ -75,7 +75,8 @@ _BEGIN_FORMAT = "# BEGIN SOLUTION <chapter>.<n>: <title> (chapters/chNN_<name>.p
 
 class AssignmentError(ValueError):
     """Malformed exercise regions (one `file:line: problem` line each), an unknown exercise or
-    chapter, or an unusable --out folder."""
+    chapter, an unusable --out folder, a --timeout that is not a positive number of seconds, a --json
+    path that cannot be written."""
 
 
 @dataclass(frozen=True)
@@ -497,7 +498,7 @@ def _where_it_broke(details: str, root: Path) -> str:
     errors = [line[1:].strip() for line in details.splitlines() if line.startswith("E ")]
     error = next((e for e in reversed(errors) if re.match(r"[\w.]+(Error|Exception|Exit)\b", e)),
                  errors[-1] if errors else "unknown error")
-    located = [m for m in _FILE_LINE.finditer(details)] or [m for m in _FRAME.finditer(details)]
+    located = list(_FILE_LINE.finditer(details)) or list(_FRAME.finditer(details))
     if not located:
         return error
     file, line = located[-1]["file"], located[-1]["line"]

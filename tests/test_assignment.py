@@ -403,7 +403,7 @@ def test_grading_a_student_copy_scores_zero_on_stripped_exercises(toy, tmp_path,
     assert "FAILED [1.1] tests.test_counting.test_unigram_counts: NotImplementedError: Exercise 1.1" in table
 
 
-def test_partial_credit_and_a_broken_module(toy):
+def test_partial_credit(toy):
     src = toy / "toylib/counting.py"
     src.write_text(src.read_text().replace("counts[t] = counts.get(t, 0) + 1", "counts[t] = 1"))
     g = asg.grade(toy, asg.select(asg.scan(toy), ["1.1", "2.1"]))
@@ -411,18 +411,31 @@ def test_partial_credit_and_a_broken_module(toy):
     assert (by_id["1.1"].passed, len(by_id["1.1"].tests), by_id["1.1"].score) == (1, 3, 0.3333)  # "" passes
     assert by_id["2.1"].score == 1.0 and g.score == 1.3333
 
-    src.write_text(src.read_text() + "\ndef broken(:\n")  # a student's syntax error, at line 25
+
+# A student's mistake that stops toylib/counting.py from importing (appended at its line 25), and
+# the error the grader must show for it.
+BROKEN_MODULES = {
+    "syntax error": ("def broken(:\n", "toylib/counting.py:25: SyntaxError: invalid syntax"),
+    "error at import": ("X = undefined_name\n",
+                        "toylib/counting.py:25: NameError: name 'undefined_name' is not defined"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_MODULES))
+def test_a_module_that_does_not_import_is_named_with_its_line(toy, case):
+    code, error = BROKEN_MODULES[case]
+    src = toy / "toylib/counting.py"
+    src.write_text(src.read_text() + "\n" + code)
     g = asg.grade(toy, asg.scan(toy))
     by_id = {e.region.id: e for e in g.exercises}
     assert by_id["2.1"].score == 1.0  # the other test file still ran
-    for exercise in ("1.1", "1.2"):  # its test module did not import: one error, naming file:line
-        (error,) = by_id[exercise].tests
-        assert (error.name, error.outcome, by_id[exercise].score) == ("tests.test_counting", "error", 0.0)
-        assert error.message == "could not be collected: toylib/counting.py:25: SyntaxError: invalid syntax"
-    assert ("  ERROR [1.1] tests.test_counting: could not be collected: toylib/counting.py:25: "
-            "SyntaxError: invalid syntax") in asg.format_table(g).splitlines()
+    for exercise in ("1.1", "1.2"):  # their test module did not import: one error each, naming file:line
+        (failure,) = by_id[exercise].tests
+        assert (failure.name, failure.outcome, by_id[exercise].score) == ("tests.test_counting", "error", 0.0)
+        assert failure.message == f"could not be collected: {error}"
+    assert f"  ERROR [1.1] tests.test_counting: could not be collected: {error}" in asg.format_table(g).splitlines()
     report = asg.gradescope_results(g)["tests"][0]["output"]
-    assert "toylib/counting.py:25: SyntaxError" in report and "def broken(:" in report
+    assert error in report and code.strip() in report
 
 
 def test_a_hanging_exercise_costs_only_that_exercise(toy, tmp_path, capsys):
