@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scratchlm.fileio import write_json
+from scratchlm.project import warn_if_library_elsewhere
 from scratchlm.rng import manual_seed
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +49,8 @@ def parse_args(description: str | None, argv: list[str] | None = None) -> Chapte
     parser.add_argument("--seed", type=int, default=0)
     if argv is None and "ipykernel" in sys.modules:  # run as a notebook: sys.argv is the kernel's
         argv = shlex.split(os.environ.get("SCRATCHLM_CHAPTER_ARGS", ""))
+    elif argv is None:  # run as a script: warn if it imports another tree's scratchlm (a student copy's
+        warn_if_library_elsewhere(Path(sys.argv[0]))  # chapter running the installed reference library)
     args = parser.parse_args(argv)
     out = args.out or (FIGURES_DIR / "quick" if args.quick else FIGURES_DIR)
     out.mkdir(parents=True, exist_ok=True)
