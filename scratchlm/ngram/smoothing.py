@@ -26,8 +26,8 @@ unseen context leaves everything to the shorter one). The pipeline is KenLM's:
 Three estimators are not interpolated: `good_turing` (Katz back-off: Good-Turing discounted
 estimates for what was seen, the rest shared in proportion to the shorter context; its stages are
 the functions `katz_*` below), `add_k` (Laplace; it has no back-off form, so it keeps its counts
-and scores from them), and `stupid_backoff` (Brants et al. 2007: relative frequencies, alpha = 0.4 per back-off
-step; *scores, not probabilities* -- they do not sum to 1).
+and scores from them), and `stupid_backoff` (Brants et al. 2007: relative frequencies, alpha = 0.4
+per back-off step; *scores, not probabilities* -- they do not sum to 1).
 """
 
 from __future__ import annotations
