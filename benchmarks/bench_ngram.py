@@ -113,7 +113,7 @@ def bench_kenlm_scoring(lm, test, repeats: int):
         return None
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "lm.arpa")
-        lm.write_arpa(path)
+        ngram.write_arpa(lm, path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = kenlm.Model(path)

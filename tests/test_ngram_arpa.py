@@ -146,7 +146,7 @@ def test_kenlm_reads_what_we_write(tmp_path):
     test = [list("abcd"), list("dcba"), list("zab")]
     for smoothing in ("modified_kneser_ney", "good_turing", "witten_bell"):
         lm = ngram.fit(train, 4, smoothing)
-        lm.write_arpa(tmp_path / "lm.arpa")
+        ngram.write_arpa(lm, tmp_path / "lm.arpa")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ken = kenlm.Model(str(tmp_path / "lm.arpa"))
@@ -163,7 +163,7 @@ def test_write_read_round_trip(tmp_path, smoothing):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ngram.DiscountFallbackWarning)  # toy data
         lm = ngram.fit(train, 3, smoothing)
-    lm.write_arpa(tmp_path / "lm.arpa")
+    ngram.write_arpa(lm, tmp_path / "lm.arpa")
     back = ngram.read_arpa(tmp_path / "lm.arpa")
     assert back.vocab.words == lm.vocab.words and back.sizes() == lm.sizes()
     for k in range(3):
@@ -181,7 +181,7 @@ def test_write_read_round_trip(tmp_path, smoothing):
 def test_unigram_model_round_trips(tmp_path, smoothing):
     """An order-1 file has no back-off column at all (its one order is the highest)."""
     lm = ngram.fit([list("abcab"), list("bca")], 1, smoothing)
-    lm.write_arpa(tmp_path / "uni.arpa")
+    ngram.write_arpa(lm, tmp_path / "uni.arpa")
     back = ngram.read_arpa(tmp_path / "uni.arpa")
     assert back.order == 1 and back.vocab.words == lm.vocab.words
     np.testing.assert_allclose(back.logp_table[0], lm.logp_table[0], rtol=1e-14)

@@ -211,9 +211,9 @@ def test_fixed_vocabulary_and_errors():
     with pytest.raises(ValueError, match="lambda"):
         ngram.fit(TOY, 2, "jelinek_mercer", lambdas=[0.5, 1.5])
     with pytest.raises(TypeError, match="ARPA"):
-        ngram.fit(TOY, 2, "add_k").write_arpa("/nonexistent/x.arpa")
+        ngram.write_arpa(ngram.fit(TOY, 2, "add_k"), "/nonexistent/x.arpa")
     with pytest.raises(TypeError, match="ARPA"):
-        ngram.fit(TOY, 2, "stupid_backoff").write_arpa("/nonexistent/x.arpa")
+        ngram.write_arpa(ngram.fit(TOY, 2, "stupid_backoff"), "/nonexistent/x.arpa")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ngram.fit(TOY, 2, "witten_bell")  # nothing to warn about

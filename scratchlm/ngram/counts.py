@@ -19,6 +19,10 @@ is frequent but follows almost only "San" (3 distinct words in PTB train), so as
 be rare.
 
 Count-of-counts n_r (how many k-grams have count r) feed the discounts (discounts.py).
+
+Every public entry point that takes text (a sentence, a list of sentences, a context) passes it
+through `token_list` or `sentence_list` first: a Python string is iterable too, so "the cat" where
+["the", "cat"] was meant would otherwise be read, silently, as the characters t, h, e, ' ', c, ...
 """
 
 from __future__ import annotations
@@ -35,10 +39,39 @@ from scratchlm.tokenizers.word import BOS, EOS, SPECIALS, WordVocab
 Sentences = Iterable[Sequence[str]]
 
 
+def token_list(tokens: Iterable[str], what: str = "context") -> list[str]:
+    """`tokens` as a list; a plain string is a TypeError (its characters are not its words).
+    `what` names the argument in the message."""
+    if isinstance(tokens, str):
+        shown = tokens if len(tokens) <= 40 else tokens[:37] + "..."
+        raise TypeError(f"{what} is the string {shown!r}; pass a list of tokens instead "
+                        f"(e.g. line.split()), or a string would be read as its characters")
+    return tokens if isinstance(tokens, list) else list(tokens)
+
+
+def sentence_list(sentences: Sentences, what: str = "sentences") -> list[Sequence[str]]:
+    """`sentences` as a list (the sentences themselves are not copied), none of them a string (see
+    `token_list`). Checked on the set of the sentences' types, a C-speed pass, never per token."""
+    if isinstance(sentences, str):
+        raise TypeError(f"{what} is one string; pass a list of sentences, each a list of tokens "
+                        "(e.g. [line.split() for line in lines])")
+    sentences = sentences if isinstance(sentences, list) else list(sentences)
+    if any(issubclass(t, str) for t in set(map(type, sentences))):
+        n = next(n for n, s in enumerate(sentences) if isinstance(s, str))
+        token_list(sentences[n], f"{what}[{n}]")  # raises, naming the sentence
+    return sentences
+
+
 def build_vocab(sentences: Sentences, words: Iterable[str] | None = None) -> WordVocab:
     """`<unk> <s> </s>`, then every word of `sentences` in order of first appearance (as lmplz
     numbers them) -- or exactly `words` when given (a fixed vocabulary; the rest become <unk>)."""
-    seen = dict.fromkeys(chain.from_iterable(sentences) if words is None else words)
+    if words is None:
+        seen = dict.fromkeys(chain.from_iterable(sentence_list(sentences)))
+    else:
+        seen = dict.fromkeys(token_list(words, "vocab"))
+    bad = next((w for w in seen if not isinstance(w, str)), None)  # one check per distinct word
+    if bad is not None:
+        raise TypeError(f"tokens must be strings, got {bad!r} ({type(bad).__name__})")
     return WordVocab([*SPECIALS, *(w for w in seen if w not in SPECIALS)])
 
 
@@ -48,10 +81,7 @@ def encode(vocab: WordVocab, sentences: Sentences) -> np.ndarray:
     A sentence is a list of token strings; it may not contain `<s>` or `</s>` itself (they are
     added here). `<unk>` in the text is the unknown word (PTB writes its rare words that way).
     """
-    sentences = sentences if isinstance(sentences, list) else list(sentences)
-    for n, s in enumerate(sentences):
-        if isinstance(s, str):
-            raise TypeError(f"sentence {n} is a string; pass a list of tokens (e.g. line.split())")
+    sentences = sentence_list(sentences)
     lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
     words = np.fromiter(map(vocab.index.get, chain.from_iterable(sentences), repeat(vocab.unk_id)),
                         dtype=np.int64, count=int(lengths.sum()))
@@ -130,14 +160,23 @@ class NgramCounts:
         return self.context[k - 1] if k > 1 else np.zeros(len(self.count[0]), np.int64)
 
 
+def check_order(order) -> int:
+    """`order` if it is an int >= 1 (NumPy ints too); else a clear error instead of a failure deep
+    in the counting (2.5 or "3" would reach range() or a comparison with an int)."""
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)):
+        raise TypeError(f"order must be an int >= 1, got {order!r} ({type(order).__name__})")
+    if order < 1:
+        raise ValueError(f"order must be an int >= 1, got {order}")
+    return int(order)
+
+
 def count_ngrams(ids: np.ndarray, order: int, vocab: WordVocab, use_numba: bool = True) -> NgramCounts:
     """Stage 1: raw counts of orders 1..`order` of an encoded corpus (see `encode`).
 
     Each order is one Numba pass (kernels.count_order) over the positions where the previous order's
     n-grams end; `use_numba=False` runs the NumPy twin instead (tests compare the two).
     """
-    if order < 1:
-        raise ValueError(f"order must be >= 1, got {order}")
+    check_order(order)
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     V = len(vocab)
     if not len(ids):

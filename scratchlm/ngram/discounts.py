@@ -24,6 +24,13 @@ When a needed n_r is 0 or a discount falls outside (0, r], the data cannot suppo
 --discount_fallback we then warn and use D_1, D_2, D_3+ = 0.5, 1, 1.5. (lmplz also accepts D = 0;
 we do not, since a context whose continuations were all seen once would then give unseen words
 probability 0.)
+
+Discounts given by the user are checked, not repaired (`check_discounts`): D_r must lie in [0, r],
+lmplz's own range (its BadDiscountException). That is exactly what keeps every estimate a
+distribution: a count-r n-gram keeps (r - D_r) / c(h.) >= 0 only if D_r <= r, and the back-off
+weight sum_w D / c(h.) is >= 0 only if D >= 0 (the two always sum to 1). One discount for every
+count (absolute discounting, Kneser-Ney) must therefore lie in [0, 1], the range of D_1. D = 0 is
+allowed there, as lmplz allows it: no mass for unseen words at that order, like maximum likelihood.
 """
 
 from __future__ import annotations
@@ -67,6 +74,34 @@ def kneser_ney_discounts(n: np.ndarray, order: int, modified: bool = True) -> np
         return np.array([0.0, *FALLBACK])
     return d
     # END SOLUTION
+
+
+def check_discounts(given, orders: int, modified: bool) -> list[np.ndarray]:
+    """User-given discounts as [0, D_1, D_2, D_3+] per order (index with min(count, 3)), each D_r
+    checked to lie in [0, r] (see the module docstring); a ValueError names the order and the range.
+
+    modified=True: `given` is one (D1, D2, D3+) per order; False: one D per order, used for every count.
+    """
+    name = "(D1, D2, D3+)" if modified else "discount"
+    if isinstance(given, (str, bytes)) or not hasattr(given, "__len__") or len(given) != orders:
+        raise ValueError(f"need one {name} per order (orders 1..{orders}), got {given!r}")
+    out = []
+    for k, d in enumerate(given, 1):
+        try:
+            values = [float(x) for x in d] if modified else [float(d)] * 3
+        except (TypeError, ValueError):
+            raise ValueError(f"order {k}: {name} must be {'three numbers' if modified else 'a number'}, "
+                             f"got {d!r}") from None
+        if len(values) != 3:
+            raise ValueError(f"order {k}: need three discounts (D1, D2, D3+), got {len(values)}: {d!r}")
+        for r, x in enumerate(values, 1):
+            top = r if modified else 1  # one D serves count 1 too, so it is bounded by D_1's range
+            if not 0 <= x <= top:
+                what = f"D{r if r < 3 else '3+'}" if modified else "the discount"
+                raise ValueError(f"order {k}: {what} = {x!r} is outside [0, {top}] (a larger discount "
+                                 f"makes probabilities negative, a negative one makes back-off weights negative)")
+        out.append(np.array([0.0, *values]))
+    return out
 
 
 def good_turing_discounts(n: np.ndarray, max_count: int, order: int) -> np.ndarray:

@@ -7,8 +7,14 @@
     lm.perplexity(test_sentences)           # exp(-mean log p), one </s> per sentence, <s> not scored
     lm.generate(rng)                        # one sampled sentence, as a list of tokens
 
-Every model but add-k is stored in *back-off form*, the form of an ARPA file: each n-gram g of the
-model has a log-probability, each n-gram that can be a context has a log back-off weight, and
+`LanguageModel` is that interface, shared by every estimator: the n-grams of the model as a trie
+(trie.py), and scoring built on two methods each kind of model defines, `_scores` (log p of every
+token of a looked-up id stream) and `next_logprobs` (log p of every word after one context).
+Contexts and sentences must be lists of tokens: a string is refused (counts.token_list).
+
+Every model but add-k (smoothing.AdditiveLM, which scores from its counts) is an `NgramLM`, stored
+in *back-off form*, the form of an ARPA file: each n-gram g of the model has a log-probability,
+each n-gram that can be a context has a log back-off weight, and
 
     p(w | h) = P(h w)                     if h w is an n-gram of the model
              = bo(h) * p(w | h')          otherwise, h' = h without its first word
@@ -32,7 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from scratchlm.ngram import kernels
-from scratchlm.ngram.counts import NgramCounts, Sentences, encode, ngram_rows
+from scratchlm.ngram.counts import Sentences, encode, ngram_rows, token_list
 from scratchlm.ngram.trie import Trie
 from scratchlm.rng import get_rng
 from scratchlm.tokenizers.word import BOS, WordVocab
@@ -49,42 +55,44 @@ class Evaluation:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(-self.logprob / self.tokens)
+        return math.exp(-self.logprob / _nonzero(self.tokens, "perplexity", "scored tokens"))
 
     @property
     def perplexity_excl_oov(self) -> float:
         """Perplexity over the in-vocabulary tokens only (KenLM's "excluding OOVs")."""
-        return math.exp(-(self.logprob - self.logprob_oov) / (self.tokens - self.oovs))
+        n = _nonzero(self.tokens - self.oovs, "perplexity_excl_oov", "in-vocabulary tokens")
+        return math.exp(-(self.logprob - self.logprob_oov) / n)
 
     @property
     def bits_per_token(self) -> float:
-        return -self.logprob / self.tokens / math.log(2)
+        return -self.logprob / _nonzero(self.tokens, "bits_per_token", "scored tokens") / math.log(2)
 
 
-class NgramLM:
-    """A back-off n-gram model over a trie of n-grams (see the module docstring).
+def _nonzero(tokens: int, what: str, kind: str) -> int:
+    """The number of tokens an average divides by; 0 is an error naming the cause, not a 0/0."""
+    if tokens == 0:
+        raise ValueError(f"{what}: the text has no {kind} to average over; pass at least one sentence "
+                         "(a list of tokens; even an empty sentence scores its </s>)")
+    return tokens
+
+
+class LanguageModel:
+    """What every estimator returns (nltk.lm's idea: one small interface): the model's n-grams as a
+    trie, and scoring, perplexity and sampling built on `_scores` and `next_logprobs`.
 
     context[k-1], word[k-1]: the order-k n-grams in lexicographic order (context = index of the
-    first k-1 words in order k-1; unigrams are the whole vocabulary, indexed by word id);
-    logprob[k-1]: natural log P of each; logbo[k-1] (k < N): natural log back-off weight of each
-    (kept as .logp_table and .logbo_table).
+    first k-1 words in order k-1; unigrams are the whole vocabulary, indexed by word id).
     """
 
     def __init__(self, vocab: WordVocab, context: list[np.ndarray], word: list[np.ndarray],
-                 logprob: list[np.ndarray], logbo: list[np.ndarray], unseen_context_logbo: float = 0.0,
                  smoothing: str = "", info: dict | None = None):
-        if len(word[0]) != len(vocab) or len(logbo) != len(word) - 1 or len(logprob) != len(word):
+        if len(word[0]) != len(vocab) or len(context) != len(word):
             raise ValueError("a model needs one table per order, unigrams covering the vocabulary")
         self.vocab = vocab
         self.context, self.word = context, word
-        self.logp_table, self.logbo_table = logprob, logbo
-        self.unseen_context_logbo = float(unseen_context_logbo)
         self.smoothing = smoothing
         self.info = dict(info or {})  # what the estimator chose: discounts, lambdas, ...
         self.trie = Trie(context, word, vocab.bos_id)
-        # the kernels want one array over all n-grams (global indices, see trie.py)
-        self._logprob = np.concatenate(logprob).astype(np.float64)
-        self._logbo = np.concatenate([*logbo, np.zeros(len(word[-1]))]).astype(np.float64)
 
     @property
     def order(self) -> int:
@@ -98,14 +106,22 @@ class NgramLM:
         """(n_k, k) word ids of the order-k n-grams, in table order."""
         return ngram_rows(self.context, self.word, k)
 
+    # -- what each kind of model defines ----------------------------------------------------
+
+    def _scores(self, idx: np.ndarray, avail: np.ndarray) -> np.ndarray:
+        """ln p of every token of an id stream from its trie lookup (Trie.lookup's idx, avail);
+        0 where avail is 0 (at <s>)."""
+        raise NotImplementedError
+
+    def next_logprobs(self, context: Sequence[str] = ()) -> np.ndarray:
+        """ln p(w | context) for every word id w at once: (V,), -inf for <s>."""
+        raise NotImplementedError
+
     # -- scoring -----------------------------------------------------------------------------
 
     def encode(self, sentences: Sentences) -> np.ndarray:
         """Sentences (lists of tokens) as one id stream `<s> w1 .. wm </s> ...` (see counts.encode)."""
         return encode(self.vocab, sentences)
-
-    def _scores(self, idx: np.ndarray, avail: np.ndarray) -> np.ndarray:
-        return kernels.backoff_logprobs(idx, avail, self._logprob, self._logbo, self.unseen_context_logbo)
 
     def logprob_ids(self, ids: np.ndarray) -> np.ndarray:
         """Natural log-probability of every token of an id stream given the tokens before it (back to
@@ -115,6 +131,9 @@ class NgramLM:
     def logprob(self, word: str, context: Sequence[str] = ()) -> float:
         """ln p(word | context). A context that does not start with <s> is a mid-sentence one; only
         its last order-1 tokens matter. p(<s>) is 0: <s> is never predicted."""
+        context = token_list(context, "context")
+        if not isinstance(word, str):
+            raise TypeError(f"word must be one token (a string), got {word!r}")
         if word == BOS:
             return -math.inf
         return float(self.logprob_ids(self.vocab.ids([*context, word]))[-1])
@@ -125,24 +144,9 @@ class NgramLM:
     def _context_ngrams(self, context: Sequence[str]) -> tuple[np.ndarray, int]:
         """Global indices of the context's j-grams ending at its last token (j = 1..), and how many
         context lengths the history allows (0 .. order-1)."""
-        ids = np.append(self.vocab.ids(context), self.vocab.unk_id)
+        ids = np.append(self.vocab.ids(token_list(context, "context")), self.vocab.unk_id)
         idx, avail = self.trie.lookup(ids)
         return (idx[-2] if len(ids) > 1 else idx[-1]), int(avail[-1]) - 1
-
-    def next_logprobs(self, context: Sequence[str] = ()) -> np.ndarray:
-        """ln p(w | context) for every word id w at once: (V,), -inf for <s>."""
-        ctx, n_ctx = self._context_ngrams(context)
-        lp = self.logp_table[0].copy()
-        for j in range(1, n_ctx + 1):  # p(. | last j words) from p(. | last j-1 words)
-            g = ctx[j - 1]
-            if g < 0:
-                lp += self.unseen_context_logbo
-                continue
-            lp += self._logbo[g]
-            kids = self.trie.children(g)
-            lp[self.trie.word[kids]] = self._logprob[kids]
-        lp[self.vocab.bos_id] = -math.inf
-        return lp
 
     def evaluate(self, sentences: Sentences) -> Evaluation:
         """Total log-probability of `sentences`, token and OOV counts (perplexity and friends)."""
@@ -164,6 +168,7 @@ class NgramLM:
                  context: Sequence[str] = ()) -> list[str]:
         """Sample one sentence word by word from p(w | <s> context ...) until </s> (not returned)
         or `max_tokens` words. Scores that are not a distribution (stupid back-off) are normalised."""
+        context = token_list(context, "context")
         # BEGIN SOLUTION 1.4: Sampling a sentence, Shannon's game (chapters/ch01_ngrams.py §1.5)
         rng = get_rng(rng)
         history = [BOS, *context]
@@ -179,65 +184,43 @@ class NgramLM:
         return out
         # END SOLUTION
 
-    # -- files -------------------------------------------------------------------------------
 
-    def write_arpa(self, path) -> None:
-        """Write the model as an ARPA file (log10 values); see arpa.py."""
-        from scratchlm.ngram.arpa import write_arpa
-        write_arpa(self, path)
+class NgramLM(LanguageModel):
+    """A back-off n-gram model (see the module docstring): the form of an ARPA file.
 
-
-class AdditiveLM(NgramLM):
-    """Add-k smoothing (Laplace for k = 1) on the highest order the history allows:
-
-        p(w | h) = (c(h w) + k) / (c(h .) + k |V|),   |V| counting every word but <s>
-
-    A context never seen gives the uniform 1/|V|. Not a back-off model: no ARPA form.
+    logprob[k-1]: natural log P of each order-k n-gram; logbo[k-1] (k < N): natural log back-off
+    weight of each (kept as .logp_table and .logbo_table); unseen_context_logbo: ln bo(h) of a
+    context h the model lacks.
     """
 
-    def __init__(self, counts: NgramCounts, k: float):
-        if not k > 0:
-            raise ValueError(f"add_k needs k > 0, got {k}")
-        V = len(counts.vocab)
-        self.k = float(k)
-        self._count = np.concatenate(counts.count).astype(np.float64)
-        self._count[counts.vocab.bos_id] = 0.0
-        totals = [counts.context_sum(self._count[:V], 1)]  # the empty context
-        totals += [counts.context_sum(c.astype(np.float64), order) for order, c in enumerate(counts.count[1:], 2)]
-        self._empty_total = float(totals[0][0])
-        self._total = np.concatenate([*totals[1:], np.zeros(len(counts.count[-1]))])
-        n_pred = V - 1
-        logprob = [np.log(self._count[:V] + k) - np.log(self._empty_total + k * n_pred)]
-        logprob[0][counts.vocab.bos_id] = -math.inf
-        unused = [np.zeros(len(c)) for c in counts.count]  # scores come from the counts instead
-        super().__init__(counts.vocab, counts.context, counts.word, logprob + unused[1:], unused[:-1],
-                         0.0, "add_k", {"k": self.k})
+    def __init__(self, vocab: WordVocab, context: list[np.ndarray], word: list[np.ndarray],
+                 logprob: list[np.ndarray], logbo: list[np.ndarray], unseen_context_logbo: float = 0.0,
+                 smoothing: str = "", info: dict | None = None):
+        if len(logprob) != len(word) or len(logbo) != len(word) - 1:
+            raise ValueError(f"an order-{len(word)} back-off model needs {len(word)} logprob tables and "
+                             f"{len(word) - 1} logbo tables (none for the highest order), got "
+                             f"{len(logprob)} and {len(logbo)}")
+        super().__init__(vocab, context, word, smoothing, info)
+        self.logp_table, self.logbo_table = logprob, logbo
+        self.unseen_context_logbo = float(unseen_context_logbo)
+        # the kernels want one array over all n-grams (global indices, see trie.py)
+        self._logprob = np.concatenate(logprob).astype(np.float64)
+        self._logbo = np.concatenate([*logbo, np.zeros(len(word[-1]))]).astype(np.float64)
 
     def _scores(self, idx: np.ndarray, avail: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(avail))
-        rows = np.nonzero(avail > 0)[0]
-        top = avail[rows]                                   # the order used at each scored token
-        g = idx[rows, top - 1]                              # that n-gram, or -1 if unseen
-        c = np.where(g >= 0, self._count[np.maximum(g, 0)], 0.0)
-        ctx = np.where(top > 1, idx[np.maximum(rows - 1, 0), np.maximum(top - 2, 0)], -1)
-        total = np.where(top > 1, np.where(ctx >= 0, self._total[np.maximum(ctx, 0)], 0.0), self._empty_total)
-        n_pred = len(self.vocab) - 1
-        out[rows] = np.log(c + self.k) - np.log(total + self.k * n_pred)
-        return out
+        return kernels.backoff_logprobs(idx, avail, self._logprob, self._logbo, self.unseen_context_logbo)
 
     def next_logprobs(self, context: Sequence[str] = ()) -> np.ndarray:
+        """ln p(w | context) for every word id w at once: (V,), -inf for <s>."""
         ctx, n_ctx = self._context_ngrams(context)
-        n_pred = len(self.vocab) - 1
-        if n_ctx == 0:
-            return self.logp_table[0].copy()
-        g = ctx[n_ctx - 1]
-        total = self._total[g] if g >= 0 else 0.0
-        lp = np.full(len(self.vocab), math.log(self.k) - math.log(total + self.k * n_pred))
-        if g >= 0:
+        lp = self.logp_table[0].copy()
+        for j in range(1, n_ctx + 1):  # p(. | last j words) from p(. | last j-1 words)
+            g = ctx[j - 1]
+            if g < 0:
+                lp += self.unseen_context_logbo
+                continue
+            lp += self._logbo[g]
             kids = self.trie.children(g)
-            lp[self.trie.word[kids]] = np.log(self._count[kids] + self.k) - math.log(total + self.k * n_pred)
+            lp[self.trie.word[kids]] = self._logprob[kids]
         lp[self.vocab.bos_id] = -math.inf
         return lp
-
-    def write_arpa(self, path) -> None:
-        raise TypeError("add_k is not a back-off model, so it has no ARPA form")

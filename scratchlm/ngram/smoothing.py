@@ -1,6 +1,7 @@
 """Stages 3-4 of n-gram estimation: the nine estimators, one interface (Chapter 2).
 
-Each estimator takes the counts of stage 1 (counts.py) and returns an `NgramLM` (lm.py). Most are
+Each estimator takes the counts of stage 1 (counts.py) and returns a model with lm.py's interface:
+an `NgramLM` (back-off form), or for add-k an `AdditiveLM` (defined here). Most are
 *interpolated*: at every order they split p(w | h) into a part u(w | h) estimated from the counts
 of h and a weight gamma(h) given to the next-shorter context h',
 
@@ -23,9 +24,10 @@ unseen context leaves everything to the shorter one). The pipeline is KenLM's:
     count -> adjust counts -> discount (discounts.py) -> initial_probabilities -> interpolate -> write
 
 Three estimators are not interpolated: `good_turing` (Katz back-off: Good-Turing discounted
-estimates for what was seen, the rest shared in proportion to the shorter context), `add_k`
-(Laplace), and `stupid_backoff` (Brants et al. 2007: relative frequencies, alpha = 0.4 per back-off
-step; *scores, not probabilities* -- they do not sum to 1).
+estimates for what was seen, the rest shared in proportion to the shorter context; its stages are
+the functions `katz_*` below), `add_k` (Laplace; it has no back-off form, so it keeps its counts
+and scores from them), and `stupid_backoff` (Brants et al. 2007: relative frequencies, alpha = 0.4
+per back-off step; *scores, not probabilities* -- they do not sum to 1).
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from scratchlm.ngram.counts import NgramCounts, adjust_counts, count_of_counts, prune
-from scratchlm.ngram.discounts import good_turing_discounts, kneser_ney_discounts
-from scratchlm.ngram.lm import AdditiveLM, NgramLM
+from scratchlm.ngram.discounts import check_discounts, good_turing_discounts, kneser_ney_discounts
+from scratchlm.ngram.lm import LanguageModel, NgramLM
 from scratchlm.ngram.trie import Trie
 
 
@@ -141,8 +143,60 @@ def mle(counts: NgramCounts) -> NgramLM:
     return _interpolated(counts, ml, [np.zeros(len(x)) for x in seen], "mle", {}, unseen_context_bo=0.0)
 
 
-def add_k(counts: NgramCounts, k: float = 1.0) -> NgramLM:
-    """Add-k (Lidstone; Laplace for k = 1) on the highest order: see lm.AdditiveLM."""
+class AdditiveLM(LanguageModel):
+    """Add-k smoothing (Laplace for k = 1) on the highest order the history allows:
+
+        p(w | h) = (c(hw) + k) / (c(h .) + k |V|),   |V| counting every word but <s>
+
+    A context never seen gives the uniform 1/|V|. Not a back-off model (a word unseen after h gets
+    k / (c(h .) + k |V|), not a multiple of p(w | h')), so it has no ARPA form: it keeps the counts
+    and scores from them.
+    """
+
+    def __init__(self, counts: NgramCounts, k: float):
+        if not 0 < k < math.inf:
+            raise ValueError(f"add_k needs k > 0 (and finite), got k={k!r}")
+        super().__init__(counts.vocab, counts.context, counts.word, "add_k", {"k": float(k)})
+        V = len(counts.vocab)
+        self.k = float(k)
+        self._count = np.concatenate(counts.count).astype(np.float64)
+        self._count[counts.vocab.bos_id] = 0.0
+        totals = [counts.context_sum(self._count[:V], 1)]  # the empty context
+        totals += [counts.context_sum(c.astype(np.float64), order) for order, c in enumerate(counts.count[1:], 2)]
+        self._empty_total = float(totals[0][0])
+        self._total = np.concatenate([*totals[1:], np.zeros(len(counts.count[-1]))])
+        self._unigram_logprob = np.log(self._count[:V] + k) - np.log(self._empty_total + k * (V - 1))
+        self._unigram_logprob[counts.vocab.bos_id] = -math.inf
+
+    def _scores(self, idx: np.ndarray, avail: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(avail))
+        rows = np.nonzero(avail > 0)[0]
+        top = avail[rows]                                   # the order used at each scored token
+        g = idx[rows, top - 1]                              # that n-gram, or -1 if unseen
+        c = np.where(g >= 0, self._count[np.maximum(g, 0)], 0.0)
+        ctx = np.where(top > 1, idx[np.maximum(rows - 1, 0), np.maximum(top - 2, 0)], -1)
+        total = np.where(top > 1, np.where(ctx >= 0, self._total[np.maximum(ctx, 0)], 0.0), self._empty_total)
+        n_pred = len(self.vocab) - 1
+        out[rows] = np.log(c + self.k) - np.log(total + self.k * n_pred)
+        return out
+
+    def next_logprobs(self, context: Sequence[str] = ()) -> np.ndarray:
+        ctx, n_ctx = self._context_ngrams(context)
+        n_pred = len(self.vocab) - 1
+        if n_ctx == 0:
+            return self._unigram_logprob.copy()
+        g = ctx[n_ctx - 1]
+        total = self._total[g] if g >= 0 else 0.0
+        lp = np.full(len(self.vocab), math.log(self.k) - math.log(total + self.k * n_pred))
+        if g >= 0:
+            kids = self.trie.children(g)
+            lp[self.trie.word[kids]] = np.log(self._count[kids] + self.k) - math.log(total + self.k * n_pred)
+        lp[self.vocab.bos_id] = -math.inf
+        return lp
+
+
+def add_k(counts: NgramCounts, k: float = 1.0) -> AdditiveLM:
+    """Add-k (Lidstone; Laplace for k = 1) on the highest order: see AdditiveLM."""
     return AdditiveLM(counts, k)
 
 
@@ -251,9 +305,7 @@ def kneser_ney(counts: NgramCounts, discount: Sequence[float] | None = None) -> 
 def _single_discounts(used, discount):
     if discount is None:
         return [kneser_ney_discounts(count_of_counts(a), k, modified=False) for k, a in enumerate(used, 1)]
-    if len(discount) != len(used):
-        raise ValueError(f"need one discount per order ({len(used)}), got {len(discount)}")
-    return [np.array([0.0, d, d, d]) for d in discount]
+    return check_discounts(discount, len(used), modified=False)
 
 
 def modified_kneser_ney(counts: NgramCounts, discounts: Sequence[Sequence[float]] | None = None) -> NgramLM:
@@ -264,9 +316,7 @@ def modified_kneser_ney(counts: NgramCounts, discounts: Sequence[Sequence[float]
     if discounts is None:
         D = [kneser_ney_discounts(count_of_counts(a), k) for k, a in enumerate(adjusted, 1)]
     else:
-        if len(discounts) != counts.order:
-            raise ValueError(f"need (D1, D2, D3+) for each of the {counts.order} orders")
-        D = [np.array([0.0, *map(float, d)]) for d in discounts]
+        D = check_discounts(discounts, counts.order, modified=True)
     u, gamma = initial_probabilities(counts, adjusted, D)
     return _interpolated(counts, u, gamma, "modified_kneser_ney", {"discounts": [d[1:].tolist() for d in D]})
 
@@ -289,39 +339,79 @@ def good_turing(counts: NgramCounts, max_count: Sequence[int] | None = None,
     Defaults: max_count 7 and no cutoffs. SRILM's defaults are max_count (1, 7, 7, ..) -- d_1 is
     then 0, which SRILM replaces by 1, so unigrams are not discounted -- and min_count
     (1, 1, 2, 2, ..): trigrams and longer seen once are dropped.
+
+    Stages: katz_discounted (3: p* of each order) -> katz_unigrams (4 at order 1) -> prune ->
+    katz_backoff (4: back-off weights, orders 2..N).
     """
-    N, V, bos = counts.order, len(counts.vocab), counts.vocab.bos_id
-    max_count = list(max_count) if max_count is not None else [7] * N
-    min_count = list(min_count) if min_count is not None else [1] * N
-    if len(max_count) != N or len(min_count) != N:
-        raise ValueError(f"max_count and min_count need one value per order (1..{N})")
-    p_star, keep, ratios = [], [], []
-    for k in range(1, N + 1):
-        c = _raw(counts, k)
-        K = max_count[k - 1]
-        d = good_turing_discounts(count_of_counts(c.astype(np.int64), K + 1), K, k)
-        ratios.append(d[1:].tolist())
-        ratio = np.where(c <= K, d[np.minimum(c, K).astype(np.int64)], 1.0)
-        kp = c >= max(min_count[k - 1], 1)
-        seen = np.where(kp, ratio * c, 0.0)  # discounted counts of what is kept
-        total = counts.context_sum(c, k)
-        # nothing left for unseen words (all counts > K, or none discounted): one more unseen event
-        nothing_left = (total > 0) & (counts.context_sum(seen, k) >= total)
-        if k == 1:
-            nothing_left &= bool(np.any((seen == 0) & (np.arange(V) != bos)))
-        total = np.where(nothing_left, total + 1, total)
-        keep.append(kp if k > 1 else np.ones(V, bool))
-        p_star.append(_ratio(seen, total[counts.context_of(k)], 0.0))
-    # unigrams: the left-over mass goes to the words with no estimate, or to all if there are none
-    p1 = p_star[0]
-    share = (p1 == 0) & (np.arange(V) != bos)
+    N = counts.order
+    max_count = _per_order(max_count, 7, N, "max_count")
+    min_count = _per_order(min_count, 1, N, "min_count")
+    p_star, keep, ratios = zip(*(katz_discounted(counts, k, max_count[k - 1], min_count[k - 1])
+                                 for k in range(1, N + 1)))
+    p1 = katz_unigrams(p_star[0], counts.vocab.bos_id)
+    pruned = prune(counts, [1] + min_count[1:]) if N > 1 else counts
+    p, bo = katz_backoff(pruned, p1, [p_star[k - 1][keep[k - 1]] for k in range(2, N + 1)])
+    info = {"ratios": list(ratios), "max_count": max_count, "min_count": min_count}
+    return backoff_model(pruned, p, bo, "good_turing", info)
+
+
+def _per_order(values, default: int, orders: int, name: str) -> list[int]:
+    """One int >= 0 per order (`default` for each when None); else a ValueError naming `name`."""
+    if values is None:
+        return [default] * orders
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) != orders:
+        raise ValueError(f"{name} needs one value per order (1..{orders}), got {values!r}")
+    for k, v in enumerate(values, 1):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"{name} for order {k} must be an int >= 0, got {v!r}")
+    return [int(v) for v in values]
+
+
+def katz_discounted(counts: NgramCounts, k: int, max_count: int, min_count: int) -> tuple:
+    """Stage 3 of Katz back-off at order k: Good-Turing discounted probabilities.
+
+    In: raw counts, K = max_count (counts above it are not discounted), the cutoff min_count.
+    Out: p*(w | h) = d_c c(hw) / c(h.) for every order-k n-gram (0 for those below the cutoff;
+    at order 1 every word is kept), which n-grams are kept, and Katz's ratios d_1..d_K.
+    """
+    V, bos = len(counts.vocab), counts.vocab.bos_id
+    c = _raw(counts, k)
+    d = good_turing_discounts(count_of_counts(c.astype(np.int64), max_count + 1), max_count, k)
+    ratio = np.where(c <= max_count, d[np.minimum(c, max_count).astype(np.int64)], 1.0)
+    kept = c >= max(min_count, 1)
+    seen = np.where(kept, ratio * c, 0.0)  # discounted counts of what is kept
+    total = counts.context_sum(c, k)
+    # nothing left for unseen words (all counts > K, or none discounted): one more unseen event
+    nothing_left = (total > 0) & (counts.context_sum(seen, k) >= total)
+    if k == 1:
+        nothing_left &= bool(np.any((seen == 0) & (np.arange(V) != bos)))
+    total = np.where(nothing_left, total + 1, total)
+    keep = kept if k > 1 else np.ones(V, bool)
+    return _ratio(seen, total[counts.context_of(k)], 0.0), keep, d[1:].tolist()
+
+
+def katz_unigrams(p_star: np.ndarray, bos: int) -> np.ndarray:
+    """Stage 4 at order 1. In: p*(w) of every word. Out: the unigram distribution, with the mass
+    p* leaves shared equally by the words with no estimate, or by all words if there are none
+    (`p_star` is updated in place and returned)."""
+    V = len(p_star)
+    share = (p_star == 0) & (np.arange(V) != bos)
     if not share.any():
         share = np.arange(V) != bos
-    p1[share] += (1.0 - p1.sum()) / share.sum()
-    pruned = prune(counts, [1] + min_count[1:]) if N > 1 else counts
+    p_star[share] += (1.0 - p_star.sum()) / share.sum()
+    return p_star
+
+
+def katz_backoff(pruned: NgramCounts, p1: np.ndarray, p_star: Sequence[np.ndarray]) -> tuple[list, list]:
+    """Stage 4 of Katz back-off, orders 2..N, lowest first.
+
+    In: the pruned counts, the unigram distribution p1, and p*[k-2] of the kept order-k n-grams.
+    Out: p[k-1], the probability of every order-k n-gram (p[0] = p1), and bo[k-2], the back-off
+    weight of every context of order k-1, bo(h) = (1 - sum_seen p*(w | h)) / (1 - sum_seen p(w | h')).
+    """
     p, bo = [p1], []
-    for k in range(2, N + 1):
-        pk = p_star[k - 1][keep[k - 1]]
+    for k in range(2, pruned.order + 1):
+        pk = p_star[k - 2]
         lower = p[k - 2][pruned.suffix[k - 1]]
         num = 1.0 - pruned.context_sum(pk, k)
         den = 1.0 - pruned.context_sum(lower, k)
@@ -331,8 +421,7 @@ def good_turing(counts: NgramCounts, max_count: Sequence[int] | None = None,
         pk = np.where(stuck[pruned.context[k - 1]], pk * scale[pruned.context[k - 1]], pk)
         bo.append(np.where(stuck, 0.0, _ratio(num, den, 1.0)))
         p.append(pk)
-    info = {"ratios": ratios, "max_count": max_count, "min_count": min_count}
-    return backoff_model(pruned, p, bo, "good_turing", info)
+    return p, bo
 
 
 def stupid_backoff(counts: NgramCounts, alpha: float = 0.4) -> NgramLM:
@@ -340,6 +429,8 @@ def stupid_backoff(counts: NgramCounts, alpha: float = 0.4) -> NgramLM:
     Brants et al. stop at S(w) = c(w) / N; for a word with count 0 we add a uniform "zero-gram",
     S(w) = alpha / |V|. These are scores, NOT probabilities: they do not sum to 1, and their
     "perplexity" is not comparable."""
+    if not 0 < alpha < math.inf:  # alpha <= 0 would give log 0 or log of a negative for every back-off
+        raise ValueError(f"stupid_backoff needs alpha > 0 (Brants et al. use 0.4), got alpha={alpha!r}")
     n_pred = len(counts.vocab) - 1
     p, _ = relative_frequencies(counts)
     p[0] = np.where(p[0] > 0, p[0], alpha / n_pred)
