@@ -21,10 +21,12 @@ are torch-style dicts, each with its own hyperparameters:
 
 Each group remembers the learning rate it was built with as `group["initial_lr"]` (torch's name):
 its base rate, which a schedule scales: `optimizer.set_lr(cosine_lr(step, ...))` each step gives
-every group its base rate times the schedule's factor. Frozen parameters and groups with their own
-rate (a smaller one for a pretrained body, a larger one for a new head) thus share one schedule. Updates are in place on the parameter arrays through one reusable scratch buffer, so
-a step allocates nothing (except Adam's coupled L2 decay, and a C-ordered copy of a gradient that
-arrives in another memory order).
+every group its base rate times the schedule's factor, so groups with rates of their own (a smaller
+one for a pretrained body, a larger one for a new head) follow one schedule together.
+
+Updates are in place on the parameter arrays through one reusable scratch buffer, so a step
+allocates nothing (except Adam's coupled L2 decay, and a C-ordered copy of a gradient that arrives
+in another memory order).
 """
 
 from __future__ import annotations
