@@ -23,7 +23,8 @@ conventions, so every perplexity here compares with Chapter 2's table:
 
 Run:      python chapters/ch04_neural_lm.py [--quick]      (full run: 19 minutes on 2 cores)
 Figures:  figures/ch04_*.png; numbers and nearest-neighbour lists in figures/ch04_results.json
-Library:  scratchlm/models/nplm.py, scratchlm/train.py, scratchlm/ngram/
+Library:  scratchlm/models/nplm.py, scratchlm/data.py (context windows), scratchlm/train.py (the epoch
+          loop, evaluation), scratchlm/ngram/
 """
 
 import math
@@ -34,9 +35,10 @@ from matplotlib.ticker import MaxNLocator
 
 from scratchlm import chapter, data, ngram, plotting
 from scratchlm.metrics import interpolate_logprobs, perplexity
-from scratchlm.models.nplm import NPLM, EpochSettings, NPLMConfig, context_windows, token_logprobs, train_epochs
+from scratchlm.data import context_windows
+from scratchlm.models.nplm import NPLM, NPLMConfig
 from scratchlm.tokenizers import CharTokenizer
-from scratchlm.train import configure_optimizer, evaluate
+from scratchlm.train import EpochSettings, configure_optimizer, evaluate, token_logprobs, train_epochs
 
 # Settings. PTB: the output layer (V = 10,001 words x h) is ~95% of the flops, so h sets the cost of
 # an epoch (about 6 V h flops per token); dropout on the hidden layer and AdamW's weight decay keep

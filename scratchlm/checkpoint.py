@@ -6,15 +6,24 @@ Layout of the archive (np.savez, uncompressed, no pickles):
     model/<parameter name>    the model's state_dict, e.g. model/blocks.0.attn.c_attn.weight
     optim/<index>.<field>     the optimiser's state arrays, e.g. optim/0.exp_avg
     meta                      0-d unicode array holding JSON:
-                              {"format", "step", "config", "extra", "optimizer": {"type", "param_groups"}}
+                              {"format", "step", "model_config", "config", "extra",
+                               "optimizer": {"type", "param_groups"}}
+
+One rule for configs: "model_config" is the model's own `.config` (a dataclass, e.g. GPTConfig),
+written by every save and compared field by field with the model's on every load, so a model built
+differently is refused by name even where the shapes agree (n_head 2 vs 4 splits the same weights
+into other heads); None for a model without one. "config" is whatever else the caller wants checked
+on load, e.g. a training run's settings (scratchlm.train saves its TrainConfig there).
 
 Writing is atomic (a temporary file in the same folder, then os.replace), so a crash mid-write
-leaves the previous checkpoint intact. Reading uses np.load(allow_pickle=False): an archive holding
-pickled objects is refused, since unpickling runs code. Loading checks, before changing anything
-it can, that the config equals the one given (naming each differing key) and that every parameter
-name and shape matches (naming the parameter). Restoring model and optimiser state this way makes
-a resumed run continue with bit-identical numbers; the caller restores its own data position and
-random state (e.g. pass `extra={"rng": get_rng().bit_generator.state}`).
+leaves the previous checkpoint intact, and a write refuses weights or optimiser state holding NaN
+or infinity (naming the array), so a diverged run can never replace a good checkpoint. Reading
+uses np.load(allow_pickle=False): an archive holding pickled objects is refused, since unpickling
+runs code. Loading checks, before changing anything it can, that the configs equal the model's and
+the one given (naming each differing field) and that every parameter name and shape matches
+(naming the parameter). Restoring model and optimiser state this way makes a resumed run continue
+with bit-identical numbers; the caller restores its own data position and random state (e.g. pass
+`extra={"rng": get_rng().bit_generator.state}`).
 """
 
 from __future__ import annotations
@@ -44,16 +53,29 @@ def _config_dict(config) -> dict | None:
         raise TypeError(f"config must be a dataclass or dict of JSON values: {e}") from None
 
 
+def model_config(model) -> dict | None:
+    """The model's `.config` dataclass as a JSON-normalised dict, or None when it has none."""
+    config = getattr(model, "config", None)
+    return _config_dict(config) if dataclasses.is_dataclass(config) and not isinstance(config, type) else None
+
+
 def save_checkpoint(path, model, optimizer=None, config=None, step: int = 0, extra: dict | None = None) -> Path:
-    """Write `model` (+ `optimizer`, `config`, `step`, JSON-able `extra`) to `path` atomically."""
+    """Write `model` (+ `optimizer`, `config`, `step`, JSON-able `extra`) to `path` atomically.
+    Refuses, before writing anything, arrays holding NaN or infinity."""
     path = Path(path)
     arrays = {f"model/{name}": value for name, value in model.state_dict().items()}
-    meta = {"format": FORMAT, "step": int(step), "config": _config_dict(config), "extra": extra,
-            "optimizer": None}
+    meta = {"format": FORMAT, "step": int(step), "model_config": model_config(model),
+            "config": _config_dict(config), "extra": extra, "optimizer": None}
     if optimizer is not None:
         osd = optimizer.state_dict()
         arrays.update({f"optim/{key}": value for key, value in osd["state"].items()})
         meta["optimizer"] = {"type": type(optimizer).__name__, "param_groups": osd["param_groups"]}
+    for key, value in arrays.items():
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            bad = np.flatnonzero(~np.isfinite(value))
+            raise ValueError(f"refusing to write checkpoint {path}: {key} holds {len(bad)} NaN or infinite "
+                             f"value(s) (first at flat index {bad[0]}: {value.flat[bad[0]]}); the weights "
+                             f"have diverged, and {path} is left as it was")
     try:
         arrays["meta"] = np.array(json.dumps(meta))
     except TypeError as e:
@@ -99,24 +121,31 @@ def read_checkpoint(path) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
-def _check_config(path: Path, saved: dict | None, given: dict) -> None:
+def _check_config(path: Path, saved: dict | None, given: dict, what: str = "config", given_name: str = "given",
+                  hint: str = "") -> None:
     if saved is None:
-        raise ValueError(f"{path}: checkpoint was saved without a config, but one was given to compare")
+        raise ValueError(f"{path}: checkpoint was saved without a {what}, but one was given to compare")
     missing = object()
-    diffs = [f"{k}: checkpoint {saved.get(k, missing)!r}, given {given.get(k, missing)!r}"
+    diffs = [f"{k}: checkpoint {saved.get(k, missing)!r}, {given_name} {given.get(k, missing)!r}"
              for k in sorted(set(saved) | set(given))
              if saved.get(k, missing) != given.get(k, missing)]
     if diffs:
         shown = "; ".join(d.replace(repr(missing), "(absent)") for d in diffs)
-        raise ValueError(f"{path}: config differs from the checkpoint's: {shown}")
+        raise ValueError(f"{path}: {what} differs from the checkpoint's: {shown}{hint}")
 
 
 def load_checkpoint(path, model, optimizer=None, config=None, contents=None) -> dict:
     """Load `path` into `model` (and `optimizer`) in place and return its metadata
-    {"step", "config", "extra", "optimizer", "format"}. When `config` is given it must equal the
-    saved one. `contents` = read_checkpoint(path), when the caller has read the file already."""
+    {"step", "model_config", "config", "extra", "optimizer", "format"}. The model's own config, when
+    it has one, must equal the saved model_config (checkpoints written before that field existed
+    are not checked); when `config` is given it must equal the saved one. `contents` =
+    read_checkpoint(path), when the caller has read the file already."""
     path = Path(path)
     meta, arrays = read_checkpoint(path) if contents is None else contents
+    mine, saved_model_config = model_config(model), meta.get("model_config")
+    if mine is not None and saved_model_config is not None:
+        _check_config(path, saved_model_config, mine, what=f"the model's {type(model.config).__name__}",
+                      given_name="model", hint="; build the model from the checkpoint's config")
     if config is not None:
         _check_config(path, meta["config"], _config_dict(config))
     model_sd = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}

@@ -29,6 +29,11 @@ Splits. Files that come split are used as they are; the others are split determi
 Batching. A language model learns p(x_{t+1} | x_{<=t}); a batch is B windows of T ids and the same
 windows shifted by one:  x = ids[s : s+T],  y = ids[s+1 : s+T+1].  `get_batch` samples window starts
 uniformly (training); `iter_batches` walks non-overlapping windows in order (evaluation).
+
+Fixed windows (Chapter 4). A model that reads only the n-1 previous tokens (the NPLM) is trained
+on one row per prediction: `context_windows` turns a stream of sentences into (contexts, targets),
+each sentence's start padded with <s>, and `minibatches` cuts those rows into batches, in order
+or in a shuffled epoch's order.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from typing import Iterator
 
 import numpy as np
 
-from scratchlm.fileio import atomic_write
+from scratchlm.fileio import atomic_write, read_text
 from scratchlm.rng import get_rng
 
 SPLIT_SEED = 1234  # seeds the permutation behind the names and chinese-classics splits
@@ -249,7 +254,7 @@ SPLITS = {
 
 
 def _read(name: str, filename: str) -> str:
-    return path(name, filename).read_text(encoding="utf-8")
+    return read_text(path(name, filename))  # invalid UTF-8: an error naming the file and byte offset
 
 
 def _permuted_split(lines: list[str], fractions: tuple[float, ...], split: int) -> list[str]:
@@ -327,6 +332,37 @@ def iter_batches(ids: np.ndarray, batch_size: int, block_size: int) -> Iterator[
         starts = np.arange(first, min(first + batch_size, n_windows)) * block_size  # (B,)
         idx = starts[:, None] + np.arange(block_size)                                # (B, T)
         yield ids[idx].astype(np.int64), ids[idx + 1].astype(np.int64)
+
+
+def context_windows(ids, context: int, bos_id: int, eos_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every prediction in a stream of sentences, as (contexts, targets).
+
+    ids: 1-D stream `w1 .. wm </s> w1 .. </s> ...` (e.g. WordVocab.encode_lines(lines)), each
+    sentence closed by eos_id. Returns X (N, context) int64, where X[t] holds the `context` ids
+    before ids[t] in its own sentence, left-padded with bos_id, and Y = ids (N,). For makemore's
+    names, bos_id = eos_id = the id of '.': one symbol both starts and ends a name.
+    """
+    # BEGIN SOLUTION 4.1: Context windows padded with <s> (chapters/ch04_neural_lm.py §4.1)
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    n = len(ids)
+    pos = np.arange(n)
+    first = np.concatenate([[True], ids[:-1] == eos_id])         # does a sentence start here?
+    start = np.maximum.accumulate(np.where(first, pos, 0))       # (N,) where each token's sentence starts
+    X = np.full((n, context), bos_id, dtype=np.int64)
+    for k in range(1, context + 1):                              # X[:, -k] = the k-th previous id
+        src = pos - k
+        inside = src >= start
+        X[inside, context - k] = ids[src[inside]]
+    return X, ids.copy()
+    # END SOLUTION
+
+
+def minibatches(X: np.ndarray, Y: np.ndarray, batch_size: int, order: np.ndarray | None = None):
+    """(X[rows], Y[rows]) for consecutive groups of `batch_size` rows of `order` (default: in order)."""
+    order = np.arange(len(X)) if order is None else order
+    for i in range(0, len(order), batch_size):
+        rows = order[i:i + batch_size]
+        yield X[rows], Y[rows]
 
 
 def pad_sequences(seqs, length: int | None = None, pad: int = 0) -> np.ndarray:

@@ -13,13 +13,20 @@ AdamW (Loshchilov & Hutter 2019): Adam with the decay decoupled from the gradien
     PyTorch's form; the paper multiplies lambda by the schedule's factor eta_t only, not by lr.
 
 Parameters are anything with `.data` and `.grad` arrays (scratchlm.nn.Parameter); those whose
-grad is None are skipped. Groups are torch-style dicts, each with its own hyperparameters:
+grad is None are skipped, and frozen ones (requires_grad False, see Module.requires_grad_) are
+left out when the optimiser is built, so neither its state nor its checkpoint holds them. Groups
+are torch-style dicts, each with its own hyperparameters:
 
     AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=6e-4)
 
-A training loop sets `group["lr"]` each step, e.g. from `cosine_lr`. Updates are in place on the
-parameter arrays through one reusable scratch buffer, so a step allocates nothing (except Adam's
-coupled L2 decay, and a C-ordered copy of a gradient that arrives in another memory order).
+Each group remembers the learning rate it was built with as `group["initial_lr"]` (torch's name):
+its base rate, which a schedule scales: `optimizer.set_lr(cosine_lr(step, ...))` each step gives
+every group its base rate times the schedule's factor, so groups with rates of their own (a smaller
+one for a pretrained body, a larger one for a new head) follow one schedule together.
+
+Updates are in place on the parameter arrays through one reusable scratch buffer, so a step
+allocates nothing (except Adam's coupled L2 decay, and a C-ordered copy of a gradient that arrives
+in another memory order).
 """
 
 from __future__ import annotations
@@ -45,10 +52,15 @@ class Optimizer:
             if unknown:
                 raise ValueError(f"parameter group {i}: unknown hyperparameters {sorted(unknown)}; "
                                  f"{type(self).__name__} takes {sorted(defaults)}")
-            group = {**defaults, **group, "params": list(group["params"])}
+            trainable = [p for p in group["params"] if getattr(p, "requires_grad", True)]  # not frozen
+            group = {**defaults, **group, "params": trainable}
+            group["initial_lr"] = group["lr"]
             self._check_hyperparameters(group)
             self.param_groups.append(group)
         all_params = [p for g in self.param_groups for p in g["params"]]
+        if not all_params:
+            raise ValueError(f"{type(self).__name__}: every parameter it was given is frozen "
+                             f"(requires_grad=False), so there is nothing to train")
         if len({id(p) for p in all_params}) != len(all_params):
             raise ValueError("a parameter appears more than once in the optimiser's groups")
         self.state: list[dict[str, np.ndarray]] = [{} for _ in all_params]  # in group order
@@ -59,7 +71,7 @@ class Optimizer:
         self._scratch = {dtype: np.empty(size, dtype) for dtype, size in sizes.items()}
 
     def _check_hyperparameters(self, group: dict) -> None:
-        for key in ("lr", "weight_decay", "momentum", "eps"):
+        for key in ("lr", "initial_lr", "weight_decay", "momentum", "eps"):
             if key in group and not group[key] >= 0.0:
                 raise ValueError(f"{type(self).__name__}: {key} must be >= 0, got {group[key]}")
         for beta in group.get("betas", ()):
@@ -77,6 +89,23 @@ class Optimizer:
                     scratch = self._scratch[p.data.dtype][:p.data.size].reshape(p.data.shape)
                     yield group, p, self.state[i], scratch
                 i += 1
+
+    def set_lr(self, lr: float) -> None:
+        """Follow a schedule: `lr` is the rate it gives now for the optimiser's own rate
+        (defaults["lr"]), so its factor is lr / defaults["lr"], and each group's rate becomes its base
+        rate times that factor, lr_group = initial_lr * lr / defaults["lr"]. Computed as
+        lr * (initial_lr / defaults["lr"]): a group built at the optimiser's rate (ratio exactly 1)
+        gets exactly `lr`, the number a loop that overwrote every group's rate used to set."""
+        base = self.defaults["lr"]
+        for i, group in enumerate(self.param_groups):
+            if group["initial_lr"] == base:           # also when both are 0
+                group["lr"] = lr
+            elif base == 0.0:
+                raise ValueError(f"{type(self).__name__}.set_lr: group {i} has its own lr "
+                                 f"{group['initial_lr']} but the optimiser's lr is 0, so a schedule has "
+                                 f"no factor to scale it by; build the optimiser with lr > 0")
+            else:
+                group["lr"] = lr * (group["initial_lr"] / base)
 
     def zero_grad(self) -> None:
         for group in self.param_groups:
@@ -121,7 +150,7 @@ class Optimizer:
             new_state[int(index)][field] = value.copy()
         new_groups = []
         for i, saved in enumerate(saved_groups):
-            keys = set(saved) - {"params"}
+            keys = set(saved) - {"params", "initial_lr"}  # initial_lr: absent from older checkpoints
             if keys != set(self.defaults):
                 raise ValueError(f"{name}.load_state_dict: group {i} has hyperparameters {sorted(keys)}, "
                                  f"{name} takes {sorted(self.defaults)}")

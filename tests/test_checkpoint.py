@@ -112,6 +112,45 @@ def test_a_failed_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     assert path.read_bytes() == old and os.listdir(tmp_path) == ["ckpt.npz"]
 
 
+def test_non_finite_weights_or_state_are_never_written(tmp_path):
+    model, opt = make(Config(), seed=0)
+    path = save_checkpoint(tmp_path / "good.npz", model, opt, step=1)
+    good = path.read_bytes()
+    model[2].bias.data[0] = np.nan
+    with pytest.raises(ValueError, match=r"refusing to write checkpoint .*good.npz: model/2.bias holds 1 NaN or "
+                                         r"infinite value\(s\) \(first at flat index 0: nan\)"):
+        save_checkpoint(path, model, opt, step=2)
+    model[2].bias.data[0] = 0.0
+    opt.state[0]["exp_avg"] = np.full(model[0].weight.shape, np.inf, np.float32)
+    with pytest.raises(ValueError, match="optim/0.exp_avg holds 24 NaN or infinite"):
+        save_checkpoint(path, model, opt, step=2)
+    assert path.read_bytes() == good and os.listdir(tmp_path) == ["good.npz"]
+
+
+def test_a_temporary_file_left_by_a_killed_save_is_removed_by_the_next(tmp_path):
+    model, _ = make(Config(), seed=0)
+    stale = tmp_path / ".run.npz.k1ll3d.tmp"               # what a save killed mid-write leaves
+    stale.write_bytes(b"half a checkpoint")
+    save_checkpoint(tmp_path / "run.npz", model)
+    assert os.listdir(tmp_path) == ["run.npz"]
+
+
+def test_the_models_config_is_saved_and_checked_without_being_asked(tmp_path):
+    @dataclasses.dataclass
+    class NetConfig:
+        n_hidden: int = 8
+        activation: str = "tanh"
+
+    model, _ = make(Config(), seed=0)
+    model.config = NetConfig()   # a model with a .config dataclass (Sequential keeps the attribute)
+    path = save_checkpoint(tmp_path / "m.npz", model, config={"note": "run settings"})
+    assert load_checkpoint(path, model)["model_config"] == {"n_hidden": 8, "activation": "tanh"}
+    model.config = NetConfig(activation="relu")              # same shapes, another model
+    with pytest.raises(ValueError, match=r"m.npz: the model's NetConfig differs from the checkpoint's: "
+                                         r"activation: checkpoint 'tanh', model 'relu'"):
+        load_checkpoint(path, model)
+
+
 def test_different_config_names_the_keys(tmp_path):
     model, opt = make(Config(), seed=0)
     save_checkpoint(tmp_path / "c.npz", model, opt, config=Config())

@@ -220,3 +220,26 @@ def test_iter_batches_predicts_every_full_window_once():
     ys = np.concatenate([y.ravel() for _, y in batches])
     xs = np.concatenate([x.ravel() for x, _ in batches])
     assert np.array_equal(ys, ids[1:101]) and np.array_equal(xs, ids[:100])
+
+
+def test_context_windows_pad_each_sentence_with_bos():
+    BOS, EOS = 1, 2
+    X, Y = data.context_windows([5, 6, EOS, 7, EOS, 8, 9, 10, EOS], context=2, bos_id=BOS, eos_id=EOS)
+    np.testing.assert_array_equal(Y, [5, 6, EOS, 7, EOS, 8, 9, 10, EOS])
+    np.testing.assert_array_equal(X, [[BOS, BOS], [BOS, 5], [5, 6],       # w1 w2 </s>
+                                      [BOS, BOS], [BOS, 7],               # a one-word sentence
+                                      [BOS, BOS], [BOS, 8], [8, 9], [9, 10]])
+    # makemore's names: one symbol ('.', id 0) both pads the start and ends the name
+    X, Y = data.context_windows([1, 2, 0, 3, 0], context=3, bos_id=0, eos_id=0)
+    np.testing.assert_array_equal(X, [[0, 0, 0], [0, 0, 1], [0, 1, 2], [0, 0, 0], [0, 0, 3]])
+
+
+def test_minibatches_cover_the_rows_once_in_the_given_order():
+    X, Y = np.arange(14).reshape(7, 2), np.arange(7) * 10
+    got = list(data.minibatches(X, Y, 3))
+    assert [len(y) for _, y in got] == [3, 3, 1]
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in got]), X)
+    order = np.array([6, 0, 5, 1, 4, 2, 3])
+    got = list(data.minibatches(X, Y, 4, order))
+    np.testing.assert_array_equal(np.concatenate([y for _, y in got]), Y[order])
+    np.testing.assert_array_equal(got[0][0], X[order[:4]])

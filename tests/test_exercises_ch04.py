@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from scratchlm.metrics import interpolate_logprobs
-from scratchlm.models.nplm import NPLM, NPLMConfig, context_windows
+from scratchlm.data import context_windows
+from scratchlm.models.nplm import NPLM, NPLMConfig
 
 # ---------------------------------------------------------------------------------------------
-# Exercise 4.1: (context, next word) windows, padded with <s> (models/nplm.py, context_windows)
+# Exercise 4.1: (context, next word) windows, padded with <s> (data.py, context_windows)
 # ---------------------------------------------------------------------------------------------
 BOS, EOS = 0, 9
 

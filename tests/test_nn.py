@@ -87,6 +87,18 @@ def test_train_eval_and_zero_grad_recurse():
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_requires_grad_freezes_a_subtree_and_returns_self():
+    model = TinyLM()
+    assert model.blocks[0].requires_grad_(False) is model.blocks[0]
+    frozen = {id(p) for p in model.blocks[0].parameters()}
+    assert all(p.requires_grad == (id(p) not in frozen) for p in model.parameters())
+    model(np.array([[1, 2, 3]])).sum().backward()
+    assert all((p.grad is None) == (id(p) in frozen) for p in model.parameters())
+    assert len(model.state_dict()) == len(NAMES) + 1          # still every parameter (+ the tied head)
+    model.requires_grad_()
+    assert all(p.requires_grad for p in model.parameters())
+
+
 def test_state_dict_is_a_copy_and_round_trips_in_place():
     a, b = TinyLM(), TinyLM()
     sd = a.state_dict()

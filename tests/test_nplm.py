@@ -1,4 +1,5 @@
-"""Bengio's NPLM (scratchlm.models.nplm): windows, the initial loss, learning, gradients, per-token
+"""Bengio's NPLM (scratchlm.models.nplm) with its data (scratchlm.data.context_windows) and its epoch
+loop (scratchlm.train.train_epochs): windows, the initial loss, learning, gradients, per-token
 scores, early stopping, and a checkpointed run that resumes to the same numbers."""
 
 import importlib.util
@@ -9,10 +10,11 @@ import numpy as np
 import pytest
 
 from scratchlm.autograd import gradcheck
-from scratchlm.models.nplm import (NPLM, EpochSettings, NPLMConfig, batches, context_windows, token_logprobs,
-                                   train_epochs)
+from scratchlm.data import context_windows, minibatches
+from scratchlm.models.nplm import NPLM, NPLMConfig
 from scratchlm.rng import manual_seed
-from scratchlm.train import configure_optimizer, evaluate, train_step
+from scratchlm.train import (EpochSettings, TrainingDiverged, configure_optimizer, evaluate, token_logprobs,
+                             train_epochs, train_step)
 
 BOS, EOS = 1, 2
 # sentences of a little language with structure: "3 4 5 6 ..." counting up from a random start
@@ -25,17 +27,6 @@ TINY = NPLMConfig(vocab_size=12, context=3, n_embd=8, n_hidden=16)
 def tiny(dtype=np.float32, **changes) -> NPLM:
     manual_seed(0)
     return NPLM(NPLMConfig(**{**TINY.__dict__, **changes}), dtype=dtype)
-
-
-def test_context_windows_pad_each_sentence_with_bos():
-    X, Y = context_windows([5, 6, EOS, 7, EOS, 8, 9, 10, EOS], context=2, bos_id=BOS, eos_id=EOS)
-    np.testing.assert_array_equal(Y, [5, 6, EOS, 7, EOS, 8, 9, 10, EOS])
-    np.testing.assert_array_equal(X, [[BOS, BOS], [BOS, 5], [5, 6],       # w1 w2 </s>
-                                      [BOS, BOS], [BOS, 7],               # a one-word sentence
-                                      [BOS, BOS], [BOS, 8], [8, 9], [9, 10]])
-    # makemore's names: one symbol ('.', id 0) both pads the start and ends the name
-    X, Y = context_windows([1, 2, 0, 3, 0], context=3, bos_id=0, eos_id=0)
-    np.testing.assert_array_equal(X, [[0, 0, 0], [0, 0, 1], [0, 1, 2], [0, 0, 0], [0, 0, 3]])
 
 
 def test_shapes_parameters_and_direct_connections():
@@ -86,7 +77,7 @@ def test_token_logprobs_are_the_per_token_loss():
     X, Y = context_windows(IDS, TINY.context, BOS, EOS)
     lp = token_logprobs(model, X, Y, batch_size=100)
     assert lp.shape == Y.shape and lp.dtype == np.float64 and np.all(lp < 0)
-    assert -lp.mean() == pytest.approx(evaluate(model, batches(X, Y, 100)), rel=1e-12)
+    assert -lp.mean() == pytest.approx(evaluate(model, minibatches(X, Y, 100)), rel=1e-12)
     logits = model(X[:5])[0].data
     by_hand = logits[np.arange(5), Y[:5]] - np.log(np.exp(logits).sum(axis=1))
     np.testing.assert_allclose(lp[:5], by_hand, rtol=1e-12)
@@ -105,11 +96,11 @@ def test_early_stopping_keeps_the_best_epoch():
     assert evaluate(model, [valid]) == pytest.approx(history["valid"][0], rel=1e-6)
 
 
-def _run(path: Path, interrupt_at: int | None = None, resume: bool = False):
+def _run(path: Path, interrupt_at: int | None = None, resume: bool = False, learning_rate: float = 5e-3):
     model = tiny(dropout=0.2)              # dropout: resuming must restore the random state too
-    opt = configure_optimizer(model, lr=5e-3, weight_decay=0.1)
+    opt = configure_optimizer(model, lr=learning_rate, weight_decay=0.1)
     X, Y = context_windows(IDS, TINY.context, BOS, EOS)
-    settings = EpochSettings(epochs=4, batch_size=64, learning_rate=5e-3, warmup_steps=5, patience=4)
+    settings = EpochSettings(epochs=4, batch_size=64, learning_rate=learning_rate, warmup_steps=5, patience=4)
     lines = []
 
     def log(line):
@@ -132,6 +123,29 @@ def test_checkpoint_resumes_to_identical_losses(tmp_path):
         assert resumed[key] == straight[key], key
     for name in weights:
         np.testing.assert_array_equal(resumed_weights[name], weights[name])
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_divergence_stops_the_epoch_loop_and_keeps_the_good_checkpoints(tmp_path):
+    _run(tmp_path / "run.npz")
+    good = {name: (tmp_path / name).read_bytes() for name in ("run.npz", "run.best.npz")}
+    with pytest.raises(TrainingDiverged, match=r"training diverged at step \d+: loss .* with learning rate "):
+        _run(tmp_path / "run.npz", learning_rate=1e6)
+    assert {name: (tmp_path / name).read_bytes() for name in good} == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(good)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(epochs=0), "EpochSettings: epochs must be an integer >= 1, got 0"),
+    (dict(batch_size=2.5), "EpochSettings: batch_size must be an integer >= 1, got 2.5"),
+    (dict(patience=0), "EpochSettings: patience must be an integer >= 1, got 0"),
+    (dict(learning_rate=-1e-3), "EpochSettings: learning_rate must be a number >= 0, got -0.001"),
+    (dict(grad_clip=float("nan")), "EpochSettings: grad_clip must be a number >= 0, got nan"),
+])
+def test_bad_epoch_settings_are_named(settings, message):
+    with pytest.raises(ValueError) as err:
+        EpochSettings(**settings)
+    assert str(err.value) == message
 
 
 def _bench():

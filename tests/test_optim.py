@@ -135,6 +135,43 @@ def test_bad_arguments_are_named(make, message):
     assert message in str(err.value)
 
 
+def test_frozen_parameters_are_left_out():
+    a, b, c = params([1.0], [2.0], [3.0])
+    b.requires_grad = False
+    opt = AdamW([{"params": [a, b]}, {"params": [c], "weight_decay": 0.0}], lr=0.1)
+    assert opt.param_groups[0]["params"] == [a] and opt.param_groups[1]["params"] == [c]
+    assert len(opt.state) == 2 and [g["params"] for g in opt.state_dict()["param_groups"]] == [[0], [1]]
+    c.requires_grad = a.requires_grad = False
+    with pytest.raises(ValueError, match="every parameter it was given is frozen"):
+        SGD([a, b, c])
+
+
+def test_set_lr_gives_each_group_its_base_rate_times_the_schedules_factor():
+    a, b, c = params([1.0], [2.0], [3.0])
+    opt = AdamW([{"params": [a]}, {"params": [b], "lr": 3e-4}, {"params": [c], "lr": 0.0}], lr=1e-3)
+    assert [g["initial_lr"] for g in opt.param_groups] == [1e-3, 3e-4, 0.0]
+    for lr in (7.77e-4, 1e-3 / 3, 2.5e-5):
+        opt.set_lr(lr)
+        assert opt.param_groups[0]["lr"] == lr                 # exactly: the rate a loop used to set
+        assert opt.param_groups[1]["lr"] == pytest.approx(lr * 0.3, rel=1e-15)
+        assert opt.param_groups[2]["lr"] == 0.0
+    assert [g["initial_lr"] for g in opt.param_groups] == [1e-3, 3e-4, 0.0]   # the base rates stay
+    zero = SGD([{"params": [a]}, {"params": [b], "lr": 0.1}], lr=0.0)
+    with pytest.raises(ValueError, match="group 1 has its own lr 0.1 but the optimiser's lr is 0"):
+        zero.set_lr(0.5)
+
+
+def test_initial_lr_is_saved_and_older_state_dicts_without_it_load():
+    (p,) = params([1.0])
+    opt = AdamW([{"params": [p], "lr": 0.5}], lr=1.0)
+    sd = opt.state_dict()
+    assert sd["param_groups"][0]["initial_lr"] == 0.5
+    del sd["param_groups"][0]["initial_lr"]                  # as written before groups had it
+    fresh = AdamW([{"params": [p], "lr": 0.5}], lr=1.0)
+    fresh.load_state_dict(sd)
+    assert fresh.param_groups[0]["initial_lr"] == 0.5
+
+
 # -- state_dict ---------------------------------------------------------------------------------
 
 def test_state_dict_round_trip_continues_identically():

@@ -16,6 +16,9 @@ which is what checkpoints store and what parity tests use to copy weights from a
                          name, shape and dtype matches (nothing is changed when one does not)
 
 `train()` / `eval()` set the `.training` flag on the whole tree; Dropout reads it.
+`requires_grad_(False)` freezes a module's parameters (e.g. a pretrained body while a new head
+trains): backward computes no gradient for them and optimisers built afterwards leave them out,
+while `state_dict()` still holds every parameter.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from scratchlm.autograd import Tensor
 
 
 class Parameter(Tensor):
-    """A Tensor the optimiser updates: always requires_grad. Keeps `data`'s dtype."""
+    """A Tensor the optimiser updates: requires_grad unless frozen (Module.requires_grad_(False)).
+    Keeps `data`'s dtype."""
 
     __slots__ = ()
 
@@ -118,6 +122,14 @@ class Module:
 
     def eval(self) -> Module:
         return self.train(False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Freeze (False) or unfreeze (True) every parameter of this module and its children; returns
+        self, so `model.body.requires_grad_(False)` reads as one step. Build the optimiser after
+        freezing: it keeps only the parameters that require gradients."""
+        for p in self.parameters():
+            p.requires_grad = bool(requires_grad)
+        return self
 
     def zero_grad(self) -> None:
         """Forget accumulated gradients (grad = None: the next backward writes instead of adds)."""
