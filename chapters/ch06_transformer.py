@@ -39,10 +39,10 @@ from scratchlm.generate import generate
 from scratchlm.metrics import nats_to_bits
 from scratchlm.models.gpt import (GPT, GPTConfig, causal_self_attention, causal_self_attention_ref, causal_softmax,
                                   record_attention)
-from scratchlm.models.nplm import NPLM, EpochSettings, NPLMConfig, context_windows, train_epochs
+from scratchlm.models.nplm import NPLM, NPLMConfig
 from scratchlm.rng import get_rng
 from scratchlm.tokenizers import CharTokenizer
-from scratchlm.train import TrainConfig, configure_optimizer, evaluate, train
+from scratchlm.train import EpochSettings, TrainConfig, configure_optimizer, evaluate, train, train_epochs
 
 # Settings. The baby GPT and its recipe are nanoGPT's CPU run on tinyshakespeare characters:
 # n_layer 4, n_head 4, n_embd 128, block_size 64, batch 12, no dropout, no biases, tied embeddings
@@ -165,7 +165,7 @@ def ngram_bits(train_sents, valid_sents, orders) -> dict:
 def nplm_bits(stream: dict, vocab_size: int, bos: int, eos: int, settings: EpochSettings) -> tuple[float, dict]:
     """Valid bits per token of Chapter 4's NPLM trained on `stream` (ids per split), and its history."""
     cfg = NPLMConfig(vocab_size=vocab_size, **NPLM_MODEL)
-    windows = {s: context_windows(v, cfg.context, bos, eos) for s, v in stream.items()}
+    windows = {s: data.context_windows(v, cfg.context, bos, eos) for s, v in stream.items()}
     m = NPLM(cfg)
     opt = configure_optimizer(m, settings.learning_rate, cfg.weight_decay)
     history = train_epochs(m, opt, windows["train"], windows["valid"], settings, log=lambda line: None)

@@ -310,3 +310,15 @@ def test_from_checkpoint_round_trip(tmp_path):
     save_checkpoint(tmp_path / "nplm.npz", nplm, config=nplm.config)
     with pytest.raises(ValueError, match="nplm.npz is not a checkpoint of a GPT"):
         GPT.from_checkpoint(tmp_path / "nplm.npz")
+
+
+def test_from_checkpoint_reads_a_checkpoint_written_by_train(tmp_path):
+    from scratchlm.train import TrainConfig, configure_optimizer, train
+    model = tiny_gpt(dtype=np.float32)
+    batch = (ids(TINY, 2, TINY.block_size), ids(TINY, 2, TINY.block_size))
+    settings = TrainConfig(max_iters=2, eval_interval=1, warmup_iters=1, lr_decay_iters=2)
+    train(model, configure_optimizer(model, 1e-3, 0.1), lambda rng: batch, settings,
+          eval_batches={"valid": [batch]}, checkpoint=tmp_path / "run.npz", log=lambda line: None)
+    loaded, meta = GPT.from_checkpoint(tmp_path / "run.npz")   # its "config" holds the training settings
+    assert loaded.config == model.config and meta["step"] == 2
+    np.testing.assert_array_equal(loaded(batch[0])[0].data, model(batch[0])[0].data)

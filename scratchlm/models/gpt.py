@@ -288,10 +288,11 @@ class GPT(Module):
 
     @classmethod
     def from_checkpoint(cls, path) -> tuple[GPT, dict]:
-        """(model, metadata) from a file written by save_checkpoint(path, model, config=model.config):
-        the config stored in it builds the model, then load_checkpoint fills in the weights."""
+        """(model, metadata) from a file written by save_checkpoint (or by train): the model config
+        stored in it builds the model, then load_checkpoint fills in the weights."""
         meta, arrays = read_checkpoint(path)          # read once: the config, then the weights
-        config, weights = meta.get("config"), arrays.get("model/wte.weight")
+        config = meta.get("model_config") or meta.get("config")  # files from before model_config: "config"
+        weights = arrays.get("model/wte.weight")
         if weights is None:
             raise ValueError(f"{path} is not a checkpoint of a GPT: it has no token embedding "
                              f"(model/wte.weight)")
@@ -302,7 +303,7 @@ class GPT(Module):
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
         model = cls(config, dtype=weights.dtype)
-        return model, load_checkpoint(path, model, config=model.config, contents=(meta, arrays))
+        return model, load_checkpoint(path, model, contents=(meta, arrays))
 
     @property
     def block_size(self) -> int:

@@ -38,10 +38,6 @@ import numpy as np
 import scratchlm.autograd.functional as F
 from scratchlm.nn import Dropout, Embedding, Linear, Module
 
-# The NPLM's data and epoch loop moved to scratchlm.data and scratchlm.train (issue 12); these names
-# stay importable from here only until chapters/ch06_transformer.py imports them from there.
-from scratchlm.data import context_windows  # noqa: F401
-from scratchlm.train import EpochSettings, train_epochs  # noqa: F401
 
 
 @dataclass
