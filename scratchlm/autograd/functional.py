@@ -107,7 +107,11 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, reduction: s
 
     x = np.ascontiguousarray(logits.data)
     n = N if ignore_index is None else int(np.count_nonzero(t != ignore))
-    weight = (1.0 / n if n else 0.0) if reduction == "mean" else 1.0   # dL/dloss_i; all ignored: 0
+    if n == 0 and reduction == "mean":
+        what = (f"all {N} targets are ignore_index={ignore_index}" if N else "there are no targets (N = 0)")
+        raise ValueError(f"cross_entropy: {what}, so the mean loss over them is undefined (it would be "
+                         f"nan); check the targets (padding only?), or use reduction='sum'")
+    weight = 1.0 / n if reduction == "mean" else 1.0   # dL/dloss_i
     loss, row_max, log_sum = np.empty(N, x.dtype), np.empty(N, x.dtype), np.empty(N, x.dtype)
     dx = None
     if logits.requires_grad and is_grad_enabled():  # training: write the gradient in the same pass
@@ -121,7 +125,7 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, reduction: s
     elif reduction == "sum":
         out = loss.sum(dtype=np.float64)
     else:
-        out = loss.sum(dtype=np.float64) / n if n else np.nan
+        out = loss.sum(dtype=np.float64) / n
 
     def backward(g):               # dL/dlogits_i = (softmax_i - onehot_i) * weight * g_i
         nonlocal dx
