@@ -116,6 +116,16 @@ def test_cross_entropy_huge_logits_is_finite_and_exact():
     np.testing.assert_allclose(x.grad, [[0, 0, 0], [1 / 3, -2 / 3, 1 / 3]], atol=1e-6)
 
 
+def test_linear_matches_matmul_and_lays_dW_out_like_W():
+    x, w, b = t(4, 3, 5), t(6, 5, seed=1), t(6, seed=2)
+    y = F.linear(x, w, b)
+    np.testing.assert_allclose(y.data, x.data @ w.data.T + b.data, rtol=1e-13)
+    y.backward(np.ones(y.shape))
+    assert w.grad.shape == (6, 5) and w.grad.flags.c_contiguous   # the optimiser runs along memory
+    np.testing.assert_allclose(w.grad, np.ones((12, 6)).T @ x.data.reshape(12, 5), rtol=1e-13)
+    np.testing.assert_allclose(b.grad, np.full(6, 12.0))
+
+
 def test_cross_entropy_all_ignored_sums_to_zero():
     # The mean over no targets is an error (tests/test_bad_inputs_autograd.py); the sum is 0.
     x = t(2, 3)
