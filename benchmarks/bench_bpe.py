@@ -4,7 +4,7 @@
 
 Training learns vocab - 256 merges from all of tinyshakespeare (1,115,394 bytes), end to end
 (pre-tokenization included), with
-    plain Python   scratchlm's train_bpe_python, the algorithm as the book states it (timed once)
+    plain Python   scratchlm's train_bpe_ref, the algorithm as the book states it (timed once)
     Numba          scratchlm's train_bpe_numba (median of --repeats runs after a warm-up call, so
                    compilation is not counted)
     HF tokenizers  Hugging Face's Rust trainer with its byte-level pre-tokenizer, when installed
@@ -29,7 +29,7 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 
 from scratchlm import data  # noqa: E402
-from scratchlm.tokenizers import ByteBPE, train_bpe_numba, train_bpe_python  # noqa: E402
+from scratchlm.tokenizers import ByteBPE, train_bpe_numba, train_bpe_ref  # noqa: E402
 
 try:
     import tokenizers as hf
@@ -103,7 +103,7 @@ def main() -> None:
         trained[vocab] = ByteBPE(merges)
         python_cells, hf_cells = ["-", "-", "-"], ["-", "-", "-"]
         if not args.skip_python:
-            python_merges, t_python = timed(train_bpe_python, text, vocab)
+            python_merges, t_python = timed(train_bpe_ref, text, vocab)
             python_cells = [f"{t_python:.2f}", f"{t_python / t_numba:.0f}x", str(python_merges == merges)]
         if hf:
             trained[vocab, "hf"], t_hf = median_time(hf_train, text, vocab, repeats=args.repeats)

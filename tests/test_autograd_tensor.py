@@ -8,6 +8,8 @@ from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 from scratchlm.autograd import Tensor, gradcheck, is_grad_enabled, no_grad
 
+from autograd_helpers import check_op
+
 TOL = 1e-6
 
 
@@ -68,6 +70,10 @@ SHAPES = {
     "index_tuple_of_arrays": (lambda a: a[np.array([0, 2, 0]), np.array([1, 1, 1])], [t(3, 4)]),
     "index_array_slice_array": (lambda a: a[[0, 2], :, [1, 1]], [t(3, 2, 4)]),
     "index_bool_mask": (lambda a: a[a.data > 0], [t(3, 4)]),
+    "index_every_column_in_a_loop": (lambda a: sum(a[:, i] * (i + 1.0) for i in range(4)), [t(3, 4, 2)]),
+    "index_overlapping_slices": (lambda a: a[1:] * a[:-1] + a[0], [t(4, 3)]),
+    "index_of_a_shared_gradient": (lambda a: (lambda h: h * 2.0 + h[0] * h[:, :1])(a.exp()), [t(3, 4)]),
+    "index_then_fancy_index": (lambda a: a[:, 1] + a[np.array([2, 0, 2]), 1], [t(3, 4)]),
 }
 
 MATMUL = {
@@ -102,7 +108,7 @@ ALL = {f"{group}:{name}": case for group, cases in
 @pytest.mark.parametrize("name", list(ALL))
 def test_gradcheck(name):
     fn, inputs = ALL[name]
-    assert gradcheck(fn, inputs, tol=TOL) <= TOL
+    check_op(fn, inputs, tol=TOL)
 
 
 @settings(max_examples=25, deadline=None)
@@ -229,3 +235,52 @@ def test_attributes_and_helpers():
     assert d.data is x.data and not d.requires_grad
     with pytest.raises(TypeError, match="floating"):
         Tensor(np.arange(3), requires_grad=True)
+
+
+# ---- who owns a gradient array ------------------------------------------------------------------
+
+def test_check_op_catches_two_gradients_sharing_one_array():
+    def bad_add(a, b):                            # hands the one g it was given to both, as owned
+        def backward(g):
+            a._accumulate(g, owned=True)
+            b._accumulate(g, owned=True)
+        return Tensor._make(a.data + b.data, (a, b), backward, "bad_add")
+
+    with pytest.raises(AssertionError, match=r"gradients of input [01] and input [01] share one array"):
+        check_op(bad_add, [t(3), t(3, seed=1)])
+
+
+def test_check_op_catches_a_gradient_written_into_a_forward_value():
+    def bad_double(a):                            # reuses its output array for the gradient
+        out = a.data * 2.0
+
+        def backward(g):
+            np.multiply(g, 2.0, out=out)
+            a._accumulate(out, owned=True)
+        return Tensor._make(out, (a,), backward, "bad_double")
+
+    with pytest.raises(AssertionError, match=r"gradient of input 0 shares memory with the value of bad_double"):
+        check_op(bad_double, [t(3)])
+
+
+def test_slices_of_one_tensor_cost_linear_time():
+    """x[:, t] for every t: each slice's backward adds into its part of dL/dx in place, so T slices
+    cost O(T) -- not O(T^2), as when each allocated a zero array the size of x (bench_indexing.py)."""
+    import time
+
+    def loop_seconds(T):
+        x = Tensor(np.ones((8, T, 64), np.float32), requires_grad=True)
+        best = np.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            y = x[:, 0] * 1.0
+            for i in range(1, T):
+                y = y + x[:, i]
+            y.sum().backward()
+            best = min(best, time.perf_counter() - t0)
+            x.zero_grad()
+        return best
+
+    loop_seconds(16)                              # warm-up
+    ratio = loop_seconds(1024) / loop_seconds(128)
+    assert ratio < 20, f"8x the slices took {ratio:.0f}x the time: quadratic (64x), not linear (8x)"

@@ -15,6 +15,8 @@ W = rng.normal(size=7)
 B = rng.normal(size=7)
 T = np.array([0, 6, -1, 3, 3, -1])
 IDS = np.array([[1, 4, 4], [0, 1, 1]])
+LIN_W = rng.normal(size=(5, 7))
+LIN_B = rng.normal(size=5)
 
 # name: (scratchlm function of Tensors, torch function of tensors, inputs)
 CASES = {
@@ -29,6 +31,9 @@ CASES = {
     "gelu_exact": (lambda x: F.gelu(x), lambda x: TF.gelu(x), [X]),
     "gelu_tanh": (lambda x: F.gelu(x, approximate="tanh"), lambda x: TF.gelu(x, approximate="tanh"), [X]),
     "layer_norm": (lambda x, w, b: F.layer_norm(x, w, b), lambda x, w, b: TF.layer_norm(x, (7,), w, b), [X, W, B]),
+    "linear": (lambda x, w, b: F.linear(x.reshape(2, 3, 7), w, b),
+               lambda x, w, b: TF.linear(x.reshape(2, 3, 7), w, b), [X, LIN_W, LIN_B]),
+    "linear_no_bias": (lambda x, w: F.linear(x, w), lambda x, w: TF.linear(x, w), [X, LIN_W]),
     "embedding": (lambda w: F.embedding(IDS, w), lambda w: TF.embedding(torch.from_numpy(IDS), w), [X]),
     "batched_matmul_broadcast": (lambda a, b: a.reshape(2, 1, 3, 7) @ b.reshape(7, 6),
                                  lambda a, b: a.reshape(2, 1, 3, 7) @ b.reshape(7, 6), [X, X]),

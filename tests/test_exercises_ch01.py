@@ -63,7 +63,7 @@ def index_of(counts: ngram.NgramCounts, *words: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Exercise 1.1: counting n-grams with packed keys (kernels.count_order_numpy)
+# Exercise 1.1: counting n-grams with packed keys (kernels.count_order_ref)
 # ---------------------------------------------------------------------------------------------
 # Two sentences, "a b" and "a b b". Ids: <unk> 0, <s> 1, </s> 2, a 3, b 4, so the stream is
 #   position  0    1  2  3     4    5  6  7  8
@@ -75,7 +75,7 @@ V, BOS = 5, 1
 def check_order(got, want: dict, what: str) -> None:
     names = ["context", "word", "count", "suffix", "cur"]
     assert isinstance(got, tuple) and len(got) == 5, \
-        "count_order_numpy returns a tuple of five arrays: (context, word, count, suffix, cur)"
+        "count_order_ref returns a tuple of five arrays: (context, word, count, suffix, cur)"
     for name, array in zip(names, got):
         array = np.asarray(array)
         assert np.issubdtype(array.dtype, np.integer), f"{name} should be an integer (int64) array"
@@ -85,7 +85,7 @@ def check_order(got, want: dict, what: str) -> None:
 @pytest.mark.ex1_1
 def test_count_bigrams_by_hand():
     # For k = 2 the (k-1)-gram ending at i is the word ids[i] itself, so prev = ids.
-    got = kernels.count_order_numpy(TWO_SENTENCES, TWO_SENTENCES, V, V, BOS)
+    got = kernels.count_order_ref(TWO_SENTENCES, TWO_SENTENCES, V, V, BOS)
     # bigrams in (context, word) order: <s> a (1,3) x2, a b (3,4) x2, b </s> (4,2) x2, b b (4,4) x1.
     # "</s> <s>" (positions 3-4) is not a bigram: a sentence boundary, nothing ends at <s>.
     check_order(got, {"context": [1, 3, 4, 4], "word": [3, 4, 2, 4], "count": [2, 2, 2, 1],
@@ -97,7 +97,7 @@ def test_count_bigrams_by_hand():
 @pytest.mark.ex1_1
 def test_count_trigrams_from_where_the_bigrams_end():
     bigram_at = np.array([-1, 0, 1, 2, -1, 0, 1, 3, 2])  # `cur` of the bigram test: <s>a=0 ab=1 b</s>=2 bb=3
-    got = kernels.count_order_numpy(TWO_SENTENCES, bigram_at, 4, V, BOS)
+    got = kernels.count_order_ref(TWO_SENTENCES, bigram_at, 4, V, BOS)
     # trigrams, named (context = its first two words as a bigram index, word):
     #   <s> a b (0, b) x2,  a b </s> (1, </s>) x1,  a b b (1, b) x1,  b b </s> (3, </s>) x1
     # suffix = the bigram of its last two words: a b -> 1, b </s> -> 2, b b -> 3, b </s> -> 2
@@ -116,7 +116,7 @@ def test_count_order_matches_the_numba_kernel():
         prev, n_prev = ids, len(vocab)
         for k in range(2, 5):
             want = kernels.count_order(ids, prev, n_prev, len(vocab), vocab.bos_id)
-            got = kernels.count_order_numpy(ids, prev, n_prev, len(vocab), vocab.bos_id)
+            got = kernels.count_order_ref(ids, prev, n_prev, len(vocab), vocab.bos_id)
             for name, a, b in zip(["context", "word", "count", "suffix", "cur"], got, want):
                 assert np.asarray(a).tolist() == b.tolist(), \
                     f"order {k} of {sentences}: {name} differs from the Numba kernel count_order"

@@ -1,4 +1,5 @@
-"""Every Numba kernel in scratchlm.autograd.kernels against its plain-NumPy twin."""
+"""Every Numba kernel in scratchlm.autograd.kernels against its plain-NumPy twin, the numerics they
+share (scratchlm.numerics), and the naming rule for twins across the library."""
 
 import math
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 from numba import njit
 
+from scratchlm import numerics
 from scratchlm.autograd import kernels as K
 
 DTYPES = [np.float32, np.float64]
@@ -169,7 +171,7 @@ def test_scatter_add_rows_adds_repeated_indices(dtype):
 def _exp32_array(x):
     out = np.empty_like(x)
     for i in range(x.shape[0]):
-        out[i] = K.exp32(x[i])
+        out[i] = numerics.exp32(x[i])
     return out
 
 
@@ -188,7 +190,7 @@ def test_exp32_accuracy_and_special_values():
 def _erfc32_array(z):
     out = np.empty_like(z)
     for i in range(z.shape[0]):
-        out[i] = K.erfc32(z[i])
+        out[i] = numerics.erfc32(z[i])
     return out
 
 
@@ -198,3 +200,41 @@ def test_erfc32_accuracy():
     rel = np.abs(_erfc32_array(z) - want) / want
     assert rel[z <= 3].max() < 2e-6 and rel.max() < 2e-5
     assert _erfc32_array(np.array([0.0, 12.0, np.inf], np.float32)).tolist() == [1.0, 0.0, 0.0]
+
+
+# ---- one name for every plain twin ------------------------------------------------------------
+
+KERNEL_MODULES = ["scratchlm.autograd.kernels", "scratchlm.models.attention_kernels", "scratchlm.ngram.kernels"]
+
+
+@pytest.mark.parametrize("module", KERNEL_MODULES)
+def test_every_public_kernel_has_a_ref_twin(module):
+    import importlib
+
+    from numba.core.registry import CPUDispatcher
+
+    mod = importlib.import_module(module)
+    kernels = [name for name, f in vars(mod).items() if not name.startswith("_")
+               and (isinstance(f, CPUDispatcher) or isinstance(getattr(f, "kernel", None), CPUDispatcher))
+               and f.__module__ == module]
+    assert kernels, f"{module} defines no kernels"
+    missing = [name for name in kernels if not callable(getattr(mod, name + "_ref", None))]
+    assert not missing, f"{module}: kernels without a plain twin named <kernel>_ref: {missing}"
+
+
+def test_no_other_suffix_for_plain_twins():
+    """Plain twins are `name_ref` everywhere (not `_numpy`, `_python` or `_py`)."""
+    import importlib
+    import pkgutil
+
+    import scratchlm
+
+    odd = []
+    for info in pkgutil.walk_packages(scratchlm.__path__, "scratchlm."):
+        if info.name in ("scratchlm.__main__",):
+            continue
+        mod = importlib.import_module(info.name)
+        odd += [f"{info.name}.{name}" for name, f in vars(mod).items()
+                if callable(f) and getattr(f, "__module__", None) == info.name
+                and name.endswith(("_numpy", "_python", "_py"))]
+    assert not odd, f"plain twins must be named <kernel>_ref: {odd}"

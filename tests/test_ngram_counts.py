@@ -69,7 +69,7 @@ def test_count_kernel_matches_numpy_twin(sentences, order):
     n_prev = len(vocab)
     for _ in range(2, order + 1):
         fast = kernels.count_order(ids, prev, n_prev, len(vocab), vocab.bos_id)
-        slow = kernels.count_order_numpy(ids, prev, n_prev, len(vocab), vocab.bos_id)
+        slow = kernels.count_order_ref(ids, prev, n_prev, len(vocab), vocab.bos_id)
         for a, b in zip(fast, slow):
             np.testing.assert_array_equal(a, b)
         prev, n_prev = fast[4], len(fast[0])
@@ -87,7 +87,7 @@ def test_lookup_and_scoring_kernels_match_numpy_twins(train, test, order):
     np.testing.assert_array_equal(avail, avail2)
     for missing in (0.0, np.log(0.4), -np.inf):
         a = kernels.backoff_logprobs(idx, avail, lm._logprob, lm._logbo, missing)
-        b = kernels.backoff_logprobs_numpy(idx, avail, lm._logprob, lm._logbo, missing)
+        b = kernels.backoff_logprobs_ref(idx, avail, lm._logprob, lm._logbo, missing)
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
 
 

@@ -12,6 +12,7 @@ Functions accept Tensors or arrays (an array is a constant: no gradient flows to
     softmax(x, axis)           p = e^(x - logsumexp(x))
     log_softmax(x, axis)       x - logsumexp(x)
     cross_entropy(z, t)        mean_i (logsumexp(z_i) - z[i, t_i]); gradient (softmax(z) - onehot(t)) / n
+    linear(x, W, b)            x W^T + b, W (out, in) as in nn.Linear; dW computed in W's own layout
     gelu(x, approximate)       x Phi(x), or with Phi's tanh approximation
     layer_norm(x, w, b, eps)   (x - mean) / sqrt(var + eps) * w + b over the last axis
     embedding(ids, W)          W[ids]; gradient scatter-added into the rows of W
@@ -72,7 +73,7 @@ def _rowwise(x: Tensor, axis: int, forward, backward, op: str) -> Tensor:
     def grad_fn(g):
         dx = np.empty(xs.shape, x.dtype)
         backward(y.reshape(-1, xs.shape[-1]), _rows(np.moveaxis(g, axis, -1)), dx.reshape(-1, xs.shape[-1]))
-        x._accumulate(np.moveaxis(dx, -1, axis), fresh=True)
+        x._accumulate(np.moveaxis(dx, -1, axis), owned=True)
     return Tensor._make(np.moveaxis(y, -1, axis), (x,), grad_fn, op)
 
 
@@ -106,7 +107,11 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, reduction: s
 
     x = np.ascontiguousarray(logits.data)
     n = N if ignore_index is None else int(np.count_nonzero(t != ignore))
-    weight = (1.0 / n if n else 0.0) if reduction == "mean" else 1.0   # dL/dloss_i; all ignored: 0
+    if n == 0 and reduction == "mean":
+        what = (f"all {N} targets are ignore_index={ignore_index}" if N else "there are no targets (N = 0)")
+        raise ValueError(f"cross_entropy: {what}, so the mean loss over them is undefined (it would be "
+                         f"nan); check the targets (padding only?), or use reduction='sum'")
+    weight = 1.0 / n if reduction == "mean" else 1.0   # dL/dloss_i
     loss, row_max, log_sum = np.empty(N, x.dtype), np.empty(N, x.dtype), np.empty(N, x.dtype)
     dx = None
     if logits.requires_grad and is_grad_enabled():  # training: write the gradient in the same pass
@@ -120,7 +125,7 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, reduction: s
     elif reduction == "sum":
         out = loss.sum(dtype=np.float64)
     else:
-        out = loss.sum(dtype=np.float64) / n if n else np.nan
+        out = loss.sum(dtype=np.float64) / n
 
     def backward(g):               # dL/dlogits_i = (softmax_i - onehot_i) * weight * g_i
         nonlocal dx
@@ -132,11 +137,51 @@ def cross_entropy(logits, targets, ignore_index: int | None = None, reduction: s
             grad, dx = dx, None
             if np.any(g != 1):
                 grad *= (g if reduction != "none" else g[:, None])
-        logits._accumulate(grad, fresh=True)
+        logits._accumulate(grad, owned=True)
     return Tensor._make(np.asarray(out, dtype=x.dtype), (logits,), backward, "cross_entropy")
 
 
 # ---- layers' functions -------------------------------------------------------------------------
+
+def linear(x, weight, bias=None) -> Tensor:
+    """y = x W^T + b over the last axis: x (..., in), weight (out, in), bias (out,) or None ->
+    (..., out), as torch.nn.functional.linear. Backward, with the batch axes folded into N rows
+    (X (N, in), G = dL/dy (N, out)):
+
+        dL/dX = G W,    dL/dW = G^T X  (out, in),    dL/db = sum over rows of G.
+
+    One node instead of `x @ W.T + b` (a transpose, a matmul and an add) for the memory layout of dW.
+    Through `@`, the gradient of W^T is X^T G, a row-major (in, out) array, and W would receive its
+    transpose: a column-major (out, in) array beside W's row-major data, so every elementwise pass
+    of the optimiser over (W, dW, Adam's moments) would stride across memory, or dW would need a
+    transposing copy. Computing G^T X directly gives W's own layout from one GEMM of the same cost,
+    and that new array becomes W.grad without a copy. This is where the speed of every nn.Linear
+    (the NPLM, the GPT, its tied output layer) comes from; `@` itself stays the textbook product.
+    """
+    x, W = _floating(_tensor(x), "linear"), _tensor(weight)
+    if W.ndim != 2 or x.ndim == 0 or x.shape[-1] != W.shape[1]:
+        raise ValueError(f"linear: weight must be (out, in) with in = the input's last axis; got input "
+                         f"{x.shape} and weight {W.shape}")
+    n_out, n_in = W.shape
+    b = None if bias is None else _tensor(bias)
+    if b is not None and b.shape != (n_out,):
+        raise ValueError(f"linear: bias must have shape ({n_out},) for weight {W.shape}, got {b.shape}")
+    X = x.data.reshape(-1, n_in)                               # (N, in); a view when x is contiguous
+    y = X @ W.data.T                                           # (N, out)
+    if b is not None:
+        y += b.data                                            # in place: y is a new array
+
+    def backward(g):
+        G = g.reshape(-1, n_out)                               # (N, out)
+        if x.requires_grad:
+            x._accumulate((G @ W.data).reshape(x.shape), owned=True)
+        if W.requires_grad:
+            W._accumulate(G.T @ X, owned=True)
+        if b is not None and b.requires_grad:
+            b._accumulate(g)                                   # summed over all but the last axis
+    parents = (x, W) if b is None else (x, W, b)
+    return Tensor._make(y.reshape(*x.shape[:-1], n_out), parents, backward, "linear")
+
 
 def gelu(x, approximate: str = "none") -> Tensor:
     """Gaussian error linear unit x Phi(x); approximate="tanh" uses GPT-2's tanh formula for Phi."""
@@ -151,7 +196,7 @@ def gelu(x, approximate: str = "none") -> Tensor:
     def backward(g):
         dx = np.empty_like(flat)
         kernels.gelu_backward(flat, np.ascontiguousarray(g).reshape(-1), tanh, dx)
-        x._accumulate(dx.reshape(x.shape), fresh=True)
+        x._accumulate(dx.reshape(x.shape), owned=True)
     return Tensor._make(y.reshape(x.shape), (x,), backward, "gelu")
 
 
@@ -179,11 +224,11 @@ def layer_norm(x, weight=None, bias=None, eps: float = 1e-5) -> Tensor:
         dx, dw, db = np.empty_like(x2), np.empty(C, x.dtype), np.empty(C, x.dtype)
         kernels.layer_norm_backward(x2, w_data, mean, rstd, _rows(g), dx, dw, db)
         if x.requires_grad:
-            x._accumulate(dx.reshape(x.shape), fresh=True)
+            x._accumulate(dx.reshape(x.shape), owned=True)
         if w is not None and w.requires_grad:
-            w._accumulate(dw, fresh=True)
+            w._accumulate(dw, owned=True)
         if b is not None and b.requires_grad:
-            b._accumulate(db, fresh=True)
+            b._accumulate(db, owned=True)
     parents = tuple(p for p in (x, w, b) if p is not None)
     return Tensor._make(y.reshape(x.shape), parents, backward, "layer_norm")
 
@@ -197,7 +242,7 @@ def embedding(ids, weight) -> Tensor:
     def backward(g):               # row r of dW = sum of the g rows whose id is r (ids repeat)
         dW = np.zeros_like(weight.data)
         kernels.scatter_add_rows(np.ascontiguousarray(ids).reshape(-1), _rows(g), dW)
-        weight._accumulate(dW, fresh=True)
+        weight._accumulate(dW, owned=True)
     return Tensor._make(np.take(weight.data, ids, axis=0), (weight,), backward, "embedding")
 
 

@@ -21,18 +21,15 @@ input is small (PARALLEL_MIN_SIZE), where waking other threads costs more than i
     layer_norm_forward/backward y = (x - mu) / sigma * w + b over the last axis
     gelu_forward/backward       x Phi(x), or its tanh approximation x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))
 
-The scalar helpers exp32 and erfc32 are checked against np.exp and math.erfc instead.
-
 Stability: every softmax and cross-entropy exponential is of x - max(x) <= 0, so nothing overflows
 however large the logits (the log-sum-exp trick); the tanh GELU's gate 1 / (1 + e^(-2u)) relies on
 e^(-2u) overflowing to inf for x << 0, which gives the right limit 0. Sums over a row are
 accumulated in float64 when the row is short (layer norm); the long softmax rows sum float32 in
 many interleaved partial sums, which is accurate to ~1e-6.
 
-Speed: NumPy's own exp is vectorised, Numba's (the C library's) is not, so float32 kernels call
-`exp32`, a vectorisable exp (range reduction plus a polynomial, accurate to ~2 ulp), and the exact
-GELU calls `erfc32` (a fitted formula, ~1e-6 relative); float64 kernels, used for gradient checks,
-call math.exp and math.erf.
+Speed: the inner loops call scratchlm/numerics.py for e^x, Phi(x) and one-pass row reductions:
+`numerics.exp` is a vectorisable exp for float32 (Numba's own calls the C library one element at a
+time) and math.exp for float64, used for gradient checks.
 """
 
 import functools
@@ -40,9 +37,9 @@ import math
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic, overload
+from numba import njit, prange
+
+from scratchlm import numerics
 
 # The OpenMP wait policy these kernels' thread pool should run with, and the malloc settings that let
 # every step reuse the previous step's arrays, are set when scratchlm is imported: scratchlm/runtime.py.
@@ -68,150 +65,6 @@ def parallel_kernel(fn):
             numba.set_num_threads(threads)
     run.kernel = kernel          # the compiled function itself
     return run
-
-
-# The row reductions below may reorder their sums (`reassoc`), which lets LLVM vectorise them; the
-# kernels themselves keep IEEE order, so that (x - m) - log_sum is never regrouped as
-# x - (m + log_sum), which rounds. No flag assumes away inf or nan: masked logits are -inf.
-FAST = {"reassoc", "contract", "nsz", "arcp"}
-
-
-# ---- a vectorisable exp ------------------------------------------------------------------------
-# e^x = 2^n e^r with n = round(x / ln 2) and |r| <= ln(2) / 2. e^r is a short polynomial (its
-# coefficients are the Taylor ones, 1/k!, which are accurate to float32 precision on that small
-# interval); 2^n is built directly as the bits of a float32: exponent field n + 127, mantissa 0.
-
-@intrinsic
-def _float32_from_bits(typingctx, bits):
-    """Reinterpret an int32's bits as a float32 (no conversion)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
-@njit(cache=True)
-def exp32(x):
-    """e^x for a float32 x, in plain arithmetic that LLVM can vectorise.
-
-    Like exp for -inf (0), nan and large x (inf; from 88 on, a little below float32's true limit 88.72).
-    """
-    f = np.float32
-    c = min(max(x, f(-87.0)), f(88.0))                # where 2^n is a normal float32
-    n = np.floor(c * f(1.4426950408889634) + f(0.5))  # round(c / ln 2)
-    r = (c - n * f(0.693359375)) + n * f(2.12194440e-4)  # c - n ln 2, ln 2 split for exactness
-    # Horner form of 1 + r + r^2/2! + ... + r^7/7!; the next term, r^8/8!, is below 6e-9.
-    p = f(1 / 5040) * r + f(1 / 720)
-    p = p * r + f(1 / 120)
-    p = p * r + f(1 / 24)
-    p = p * r + f(1 / 6)
-    p = p * r + f(1 / 2)
-    p = p * r + f(1.0)
-    p = p * r + f(1.0)
-    y = p * _float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
-    if x < f(-87.0):
-        y = f(0.0)                                     # true value is below float32's normal range
-    if x > f(88.0):
-        y = f(np.inf)
-    return y if x == x else x                          # nan stays nan
-
-
-def _exp(x):
-    """e^x inside kernels: exp32 for float32, math.exp otherwise (resolved when Numba compiles)."""
-    return math.exp(x)
-
-
-@overload(_exp)
-def _exp_typed(x):
-    if x == types.float32:
-        return lambda x: exp32(x)
-    return lambda x: math.exp(x)
-
-
-# ---- a vectorisable erfc, for the exact GELU ---------------------------------------------------
-# For z >= 0, erfc(z) = t e^(-z^2 + P(t)) with t = 1 / (1 + z/2) and P a smooth polynomial. The
-# coefficients below are our least-squares fit of P(t) = log(erfc(z) / t) + z^2 at 4000 Chebyshev
-# points of t in [1/6, 1] (z in [0, 10]; beyond, erfc < 1e-44 is 0 in float32), degree 9, against
-# math.erfc. In float64 the fit is good to 5e-8; evaluated in float32, to 1e-6 relative for z <= 3.
-ERFC_P = (-1.265447996901718, 0.9986327833392245, 0.3866404121410002, 0.03460280004417535,
-          0.0012675862478780128, -0.08028043195467544, -0.6962518991765025, 1.156733757315753,
-          -0.6808271778572349, 0.14493021373338408)
-
-
-@njit(cache=True, error_model="numpy")  # no ZeroDivisionError check in t = 1 / ...: it would
-def erfc32(z):                            # stop LLVM from vectorising the loops that call this
-    """erfc(z) for a float32 z >= 0, vectorisable (see ERFC_P)."""
-    f = np.float32
-    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 = ERFC_P
-    t = f(1.0) / (f(1.0) + f(0.5) * z)
-    p = f(c9) * t + f(c8)                              # Horner, highest power first
-    p = p * t + f(c7)
-    p = p * t + f(c6)
-    p = p * t + f(c5)
-    p = p * t + f(c4)
-    p = p * t + f(c3)
-    p = p * t + f(c2)
-    p = p * t + f(c1)
-    p = p * t + f(c0)
-    return t * exp32(-z * z + p)
-
-
-def _normal_cdf(x):
-    """Phi(x) = (1 + erf(x / sqrt 2)) / 2 inside kernels: erfc32 for float32, math.erf otherwise."""
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
-@overload(_normal_cdf)
-def _normal_cdf_typed(x):
-    if x == types.float32:
-        def phi32(x):                                  # Phi(x) = erfc(-x / sqrt 2) / 2, no cancellation
-            half = np.float32(0.5) * erfc32(abs(x) * np.float32(1 / math.sqrt(2.0)))
-            return half if x < 0 else np.float32(1.0) - half
-        return phi32
-    return lambda x: 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
-@njit(cache=True, fastmath=FAST)
-def _row_max(row):
-    m = row[0]
-    for j in range(1, row.shape[0]):
-        if row[j] > m:
-            m = row[j]
-    return m
-
-
-@njit(cache=True, fastmath=FAST)
-def _row_sum_exp(row, m):
-    """sum_j e^(row_j - m), accumulated in the row's dtype."""
-    s = row.dtype.type(0.0)
-    for j in range(row.shape[0]):
-        s += _exp(row[j] - m)
-    return s
-
-
-@njit(cache=True, fastmath=FAST)
-def _row_exp_into(row, m, out):
-    """out_j = e^(row_j - m); returns sum_j out_j."""
-    s = row.dtype.type(0.0)
-    for j in range(row.shape[0]):
-        out[j] = _exp(row[j] - m)
-        s += out[j]
-    return s
-
-
-@njit(cache=True, fastmath=FAST)
-def _row_dot(a, b):
-    s = a.dtype.type(0.0)
-    for j in range(a.shape[0]):
-        s += a[j] * b[j]
-    return s
-
-
-@njit(cache=True, fastmath=FAST)
-def _row_sum(a):
-    s = a.dtype.type(0.0)
-    for j in range(a.shape[0]):
-        s += a[j]
-    return s
 
 
 def _shifted_ref(x):
@@ -248,7 +101,7 @@ def softmax_forward(x, out):
     """out (N, V) = softmax of each row of x (N, V)."""
     for i in prange(x.shape[0]):
         xi, pi = x[i], out[i]
-        inv = x.dtype.type(1.0) / _row_exp_into(xi, _row_max(xi), pi)
+        inv = x.dtype.type(1.0) / numerics.row_exp_into(xi, numerics.row_max(xi), pi)
         for j in range(xi.shape[0]):
             pi[j] *= inv
 
@@ -263,7 +116,7 @@ def softmax_backward(p, g, out):
     """out (N, V) = dx from the softmax output p and the output gradient g."""
     for i in prange(p.shape[0]):
         pi, gi, di = p[i], g[i], out[i]
-        gp = _row_dot(gi, pi)
+        gp = numerics.row_dot(gi, pi)
         for j in range(pi.shape[0]):
             di[j] = pi[j] * (gi[j] - gp)
 
@@ -277,8 +130,8 @@ def log_softmax_forward(x, out):
     """out (N, V) = x - logsumexp of each row."""
     for i in prange(x.shape[0]):
         xi, yi = x[i], out[i]
-        m = _row_max(xi)
-        log_sum = np.log(_row_sum_exp(xi, m))
+        m = numerics.row_max(xi)
+        log_sum = np.log(numerics.row_sum_exp(xi, m))
         for j in range(xi.shape[0]):
             yi[j] = (xi[j] - m) - log_sum
 
@@ -293,9 +146,9 @@ def log_softmax_backward(y, g, out):
     """out (N, V) = dx from the log-softmax output y and the output gradient g."""
     for i in prange(y.shape[0]):
         yi, gi, di = y[i], g[i], out[i]
-        gs = _row_sum(gi)
+        gs = numerics.row_sum(gi)
         for j in range(yi.shape[0]):
-            di[j] = gi[j] - _exp(yi[j]) * gs
+            di[j] = gi[j] - numerics.exp(yi[j]) * gs
 
 
 def log_softmax_backward_ref(y, g, out):
@@ -315,9 +168,9 @@ def cross_entropy_forward(logits, targets, ignore_index, loss, row_max, log_sum)
     """loss, row_max and log_sum (N,) for logits (N, V) and int64 targets (N,)."""
     for i in prange(logits.shape[0]):
         xi = logits[i]
-        m = _row_max(xi)
+        m = numerics.row_max(xi)
         row_max[i] = m
-        log_sum[i] = np.log(_row_sum_exp(xi, m))
+        log_sum[i] = np.log(numerics.row_sum_exp(xi, m))
         loss[i] = 0 if targets[i] == ignore_index else (m - xi[targets[i]]) + log_sum[i]
 
 
@@ -339,7 +192,7 @@ def cross_entropy_backward(logits, targets, row_max, log_sum, scale, ignore_inde
             continue
         m, ls, s = row_max[i], log_sum[i], scale[i]
         for j in range(xi.shape[0]):
-            di[j] = _exp((xi[j] - m) - ls) * s
+            di[j] = numerics.exp((xi[j] - m) - ls) * s
         di[targets[i]] -= s
 
 
@@ -358,8 +211,8 @@ def cross_entropy_forward_backward(logits, targets, ignore_index, scale, loss, r
     become the gradient while the row is still in cache (half the memory traffic, half the exps)."""
     for i in prange(logits.shape[0]):
         xi, di = logits[i], out[i]
-        m = _row_max(xi)
-        s = _row_exp_into(xi, m, di)                 # di = e^(x - m), s = its sum
+        m = numerics.row_max(xi)
+        s = numerics.row_exp_into(xi, m, di)        # di = e^(x - m), s = its sum
         row_max[i], log_sum[i] = m, np.log(s)
         if targets[i] == ignore_index:
             loss[i] = 0
@@ -470,9 +323,9 @@ def gelu_forward(x, tanh, out):
     for i in prange(x.shape[0]):
         v = x[i]
         if tanh:
-            out[i] = v / (one + _exp(f(-2.0) * k * (v + c * v * v * v)))
+            out[i] = v / (one + numerics.exp(f(-2.0) * k * (v + c * v * v * v)))
         else:
-            out[i] = v * _normal_cdf(v)
+            out[i] = v * numerics.normal_cdf(v)
 
 
 @parallel_kernel
@@ -483,12 +336,12 @@ def gelu_backward(x, g, tanh, out):
     for i in prange(x.shape[0]):
         v = x[i]
         if tanh:
-            s = one / (one + _exp(-two * k * (v + c * v * v * v)))
+            s = one / (one + numerics.exp(-two * k * (v + c * v * v * v)))
             du = k * (one + f(3.0) * c * v * v)
             out[i] = g[i] * (s + v * s * (one - s) * two * du)
         else:
-            pdf = _exp(f(-0.5) * v * v) * f(1 / math.sqrt(2 * math.pi))
-            out[i] = g[i] * (_normal_cdf(v) + v * pdf)
+            pdf = numerics.exp(f(-0.5) * v * v) * f(1 / math.sqrt(2 * math.pi))
+            out[i] = g[i] * (numerics.normal_cdf(v) + v * pdf)
 
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])   # NumPy has no erf; exact, slow, fine for a twin

@@ -21,13 +21,30 @@ dtype (`x * 0.5` stays float32), as NumPy >= 2 does for arrays.
 Only leaves (tensors made by the user, e.g. parameters) keep `.grad` after `backward()`; the gradients
 of intermediate results are dropped once used, unless `retain_grad()` was called on them.
 
-A new op (functional.py, the GPT's attention) is written the same way as the ones below:
+Writing a new op (functional.py, the GPT's attention) follows the same recipe as the ones below:
 
-    def backward(g):                               # g = dL/dout
+    def backward(g):                               # g = dL/dout, shape of out
         x._accumulate(local_derivative * g)        # adds dL/dx into x.grad
     return Tensor._make(out, (x,), backward, "name")
 
 `_make` keeps the closure only when grad mode is on and an input requires grad.
+
+Who owns a gradient array. `_accumulate(g)` may keep `g` itself as `x.grad`, and contributions that
+arrive later are added into that array in place, so an array may only be kept if nobody else holds
+it. By default `_accumulate` assumes that someone might: an add hands one `g` to both inputs, reshape
+and transpose hand on views of `g`, `sum` a read-only broadcast view. So a leaf stores its own copy
+(its gradient is later modified in place: accumulation across backward() calls, clipping, the
+optimiser), and an intermediate node keeps `g` but adds the next contribution out of place. An op
+whose gradient is a new array that it does not keep -- the result of a matmul or of a kernel,
+allocated in this backward call -- says so with `owned=True`: the array is handed over, becomes
+`.grad` without a copy (for a weight or the logits that copy costs a pass over a big array), and
+later contributions are added into it. Passing owned=True for an array the op still holds (a saved
+buffer, a view of an input, the `g` it was given) lets one gradient overwrite another:
+tests/autograd_helpers.py checks every op for gradients that share memory.
+
+An op that adds into part of its input's gradient (a slice `x[:, t]`) asks for that gradient as an
+array it may write (`_grad_to_update()`) and adds into it in place, so a loop over T slices costs
+O(size of the slices) instead of allocating a zero array the size of x for each one.
 """
 
 from __future__ import annotations
@@ -96,7 +113,7 @@ def _is_basic_index(idx) -> bool:
 class Tensor:
     """An array `data` with an optional gradient `grad` of the same shape and dtype."""
 
-    __slots__ = ("data", "grad", "requires_grad", "_prev", "_backward", "_op", "_retain")
+    __slots__ = ("data", "grad", "requires_grad", "_prev", "_backward", "_op", "_retain", "_grad_owned")
     __array_ufunc__ = None  # `ndarray + Tensor` calls Tensor.__radd__ instead of looping over objects
 
     def __init__(self, data, requires_grad: bool = False):
@@ -109,6 +126,7 @@ class Tensor:
         self._backward = None    # g -> accumulate into the inputs' .grad
         self._op = ""            # name of the op that made it, for printing graphs
         self._retain = False
+        self._grad_owned = False # whether .grad is an array only this tensor holds (see the docstring)
 
     # ---- array-like attributes -------------------------------------------------------------------
     shape = property(lambda self: self.data.shape)
@@ -161,25 +179,34 @@ class Tensor:
             return Tensor(np.asarray(other, dtype=np.result_type(self.data.dtype, other)))
         return Tensor(other)
 
-    def _accumulate(self, g: np.ndarray, fresh: bool = False):
+    def _accumulate(self, g: np.ndarray, owned: bool = False):
         """self.grad += g, after summing g back to self's shape.
 
-        A gradient may be an array that others also hold (an add hands the same g to both inputs;
-        reshape hands on a view), so on an intermediate node later contributions are added out of
-        place, and a leaf stores its own copy, so that in-place updates of leaf gradients (+=,
-        clipping) never touch another array. An op whose g is a new array nobody else holds says
-        fresh=True, which saves that copy (it matters for big gradients: weights, logits).
+        owned=True: g is a new array that nobody else holds, handed over to become (part of) .grad;
+        otherwise g is treated as shared and never written into (module docstring, "Who owns").
         """
         if g.shape != self.data.shape:
-            g, fresh = unbroadcast(g, self.data.shape), True
+            g, owned = unbroadcast(g, self.data.shape), True   # a sum: a new array
         if g.dtype != self.data.dtype:
-            g, fresh = g.astype(self.data.dtype), True
+            g, owned = g.astype(self.data.dtype), True
         if self.grad is None:
-            self.grad = np.array(g) if self._backward is None and not fresh else g
-        elif self._backward is None:
-            self.grad += g
+            if self._backward is None and not owned:
+                g, owned = np.array(g), True      # a leaf's gradient is modified in place later
+            self.grad, self._grad_owned = g, owned
+        elif self._backward is None or self._grad_owned:
+            self.grad += g                        # ours alone: add in place
         else:
-            self.grad = self.grad + g
+            self.grad, self._grad_owned = self.grad + g, True
+
+    def _grad_to_update(self) -> np.ndarray:
+        """self.grad as an array this tensor owns, for an op to add a contribution into in place
+        (zeros if no gradient arrived yet; a copy if the current one may be shared)."""
+        if self.grad is None:
+            self.grad = np.zeros(self.data.shape, self.data.dtype)
+        elif not (self._backward is None or self._grad_owned):
+            self.grad = np.array(self.grad)
+        self._grad_owned = True
+        return self.grad
 
     def backward(self, grad=None):
         """Reverse-mode: fill .grad of every leaf this tensor depends on (accumulating with +=)."""
@@ -307,7 +334,7 @@ class Tensor:
         a, b = self, self._lift(other)
         out = _matmul(a.data, b.data)
 
-        def backward(g):                      # dL/da = g b^T, dL/db = a^T g, per matrix of a batch
+        def backward(g):                      # dL/dA = G B^T, dL/dB = A^T G, per matrix of a batch
             # BEGIN SOLUTION 3.3: Backward of the matrix product (chapters/ch03_autograd.py §3.2)
             # Treat 1-D operands as NumPy does: a (n,) is a row (1, n), b (n,) a column (n, 1).
             A = a.data[None, :] if a.ndim == 1 else a.data
@@ -315,17 +342,14 @@ class Tensor:
             G = g[..., None] if b.ndim == 1 else g
             G = np.expand_dims(G, -2) if a.ndim == 1 else G
             if a.requires_grad:                # dL/dA = G B^T, summed over broadcast batch dims
-                a._accumulate(unbroadcast(_matmul(G, B.swapaxes(-1, -2)), A.shape).reshape(a.shape),
-                              fresh=True)
-            if b.requires_grad:                # dL/dB = A^T G
-                if B.ndim == 2:                # shared weight: one GEMM over all batch rows
-                    A2, G2 = A.reshape(-1, A.shape[-1]), G.reshape(-1, G.shape[-1])
-                    # Lay gB out like B: when B is W.T (a Linear layer), dL/dW = gB.T is then row-major,
-                    # and the optimiser's passes over it run along memory instead of across it.
-                    gB = (G2.T @ A2).T if B.flags.f_contiguous and not B.flags.c_contiguous else A2.T @ G2
+                gA = unbroadcast(_matmul(G, B.swapaxes(-1, -2)), A.shape)
+                a._accumulate(gA.reshape(a.shape), owned=True)
+            if b.requires_grad:                # dL/dB = A^T G, summed over broadcast batch dims
+                if B.ndim == 2:                # one B for every matrix of A: sum_i A_i^T G_i is one GEMM
+                    gB = A.reshape(-1, A.shape[-1]).T @ G.reshape(-1, G.shape[-1])
                 else:
                     gB = unbroadcast(_matmul(A.swapaxes(-1, -2), G), B.shape)
-                b._accumulate(gB.reshape(b.shape), fresh=True)
+                b._accumulate(gB.reshape(b.shape), owned=True)
             # END SOLUTION
         return Tensor._make(out, (a, b), backward, "@")
 
@@ -377,17 +401,18 @@ class Tensor:
         idx = idx.data if isinstance(idx, Tensor) else idx
 
         def backward(g):
-            grad = np.zeros_like(a.data)
             if _is_basic_index(idx):           # a view: each element picked at most once
-                grad[idx] = g
-            elif isinstance(idx, (np.ndarray, list)) and np.asarray(idx).dtype != bool:
+                a._grad_to_update()[idx] += g  # only the slice is touched: x[:, t] for every t is O(x)
+                return
+            grad = np.zeros(a.shape, a.dtype)
+            if isinstance(idx, (np.ndarray, list)) and np.asarray(idx).dtype != bool:
                 rows = np.asarray(idx, dtype=np.int64).ravel() % a.shape[0]  # x[ids]: rows repeat: add
                 kernels.scatter_add_rows(rows, np.ascontiguousarray(g).reshape(rows.size, -1),
                                          grad.reshape(a.shape[0], -1))
             else:                              # any other mix: scatter by flat position
                 pos = np.arange(a.size).reshape(a.shape)[idx].ravel()
                 kernels.scatter_add_rows(pos, np.ascontiguousarray(g).reshape(-1, 1), grad.reshape(-1, 1))
-            a._accumulate(grad, fresh=True)
+            a._accumulate(grad, owned=True)
         return Tensor._make(a.data[idx], (a,), backward, "getitem")
 
     # ---- elementwise functions -------------------------------------------------------------------

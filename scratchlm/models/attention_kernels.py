@@ -18,14 +18,15 @@ pass is the softmax Jacobian-vector product, restricted to the visible keys:
 
 Kernels take (N, Tq, Tk) C-contiguous arrays (callers fold batch and head axes into N) and a
 positive scale in the arrays' dtype, and write into an output array passed last, as the autograd
-kernels do (scratchlm/autograd/kernels.py, whose exp and row helpers they share). Each `*_ref`
-twin has the same signature and is what the tests compare with.
+kernels do (scratchlm/autograd/kernels.py). Each `*_ref` twin has the same signature and is what the
+tests compare with.
 
 Writing one (exercises 6.1, 6.2): Numba compiles plain Python loops over array elements; take
 softmax_forward in scratchlm/autograd/kernels.py as the model. Make constants in the array's dtype
-(`scores.dtype.type(0.0)`), so that float32 stays float32; use the shared helpers `_exp`, `_row_max`
-and `_row_dot` on a row slice such as `scores[n, i, :visible]`; write every entry of `out`, the future
-ones as 0. The first call compiles (a second or two); later calls run from the cache.
+(`scores.dtype.type(0.0)`), so that float32 stays float32; reduce one row at a time with the helpers
+of scratchlm/numerics.py (`numerics.row_max`, `numerics.row_dot`, `numerics.exp`) on a 1-D slice such
+as `scores[n, i, :visible]`; write every entry of `out`, the future ones as 0. The first call
+compiles (a second or two); later calls run from the cache.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from scratchlm.autograd.kernels import FAST, _exp, _row_dot, _row_max
+from scratchlm import numerics
+from scratchlm.numerics import FAST
 
 # One thread: a (B * nh, T, T) score tensor is a fraction of a millisecond of work, less than the
 # cost of waking a thread pool on a busy machine.
@@ -41,7 +43,13 @@ from scratchlm.autograd.kernels import FAST, _exp, _row_dot, _row_max
 
 @njit(cache=True, fastmath=FAST)
 def causal_softmax_forward(scores, scale, out):
-    """out (N, Tq, Tk) = causal attention weights of scores (N, Tq, Tk); zero above the diagonal."""
+    """out (N, Tq, Tk) = causal attention weights of scores (N, Tq, Tk); zero above the diagonal.
+
+    What Numba accepts inside @njit: loops, indexing, slices, arithmetic, math.* and NumPy on whole
+    arrays (`row.max()`, `np.exp(row)`, `row.sum()`), but not max or min along an axis:
+    `scores.max(axis=-1, keepdims=True)` or `np.max(s, axis=1)` fails with a long TypingError. So
+    loop over (n, i) and reduce the 1-D row `scores[n, i, :visible]`, e.g. with numerics.row_max.
+    """
     # BEGIN SOLUTION 6.1: Causal softmax of attention scores (chapters/ch06_transformer.py §6.1)
     N, Tq, Tk = scores.shape
     offset = Tk - Tq
@@ -49,10 +57,10 @@ def causal_softmax_forward(scores, scale, out):
         for i in range(Tq):
             visible = i + offset + 1
             row, p = scores[n, i, :visible], out[n, i]
-            shift = _row_max(row) * scale          # scale > 0, so max(s * S) = s * max(S)
+            shift = numerics.row_max(row) * scale  # scale > 0, so max(s * S) = s * max(S)
             total = scores.dtype.type(0.0)
             for j in range(visible):
-                p[j] = _exp(row[j] * scale - shift)
+                p[j] = numerics.exp(row[j] * scale - shift)
                 total += p[j]
             inv = scores.dtype.type(1.0) / total
             for j in range(visible):
@@ -71,7 +79,7 @@ def causal_softmax_backward(probs, grad_probs, scale, out):
         for i in range(Tq):
             visible = i + offset + 1
             p, g, d = probs[n, i], grad_probs[n, i], out[n, i]
-            dot = _row_dot(g[:visible], p[:visible])
+            dot = numerics.row_dot(g[:visible], p[:visible])
             for j in range(visible):
                 d[j] = scale * p[j] * (g[j] - dot)
             d[visible:] = 0.0

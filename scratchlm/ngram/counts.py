@@ -183,7 +183,7 @@ def count_ngrams(ids: np.ndarray, order: int, vocab: WordVocab, use_numba: bool 
         raise ValueError("nothing to count: no sentences")
     if ids.min() < 0 or ids.max() >= V:
         raise ValueError(f"token ids must lie in [0, {V}), got [{ids.min()}, {ids.max()}]")
-    count_order = kernels.count_order if use_numba else kernels.count_order_numpy
+    count_order = kernels.count_order if use_numba else kernels.count_order_ref
     none = np.full(V, -1, np.int64)
     count, context, word, suffix = [np.bincount(ids, minlength=V)], [none], [np.arange(V)], [none]
     prev = ids  # where each unigram ends: its word id

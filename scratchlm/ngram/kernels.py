@@ -95,7 +95,7 @@ def count_order(ids, prev, n_prev, vocab_size, bos):
     return context, word, count, suffix, cur
 
 
-def count_order_numpy(ids, prev, n_prev, vocab_size, bos):
+def count_order_ref(ids, prev, n_prev, vocab_size, bos):
     """NumPy twin of `count_order` (same contract): np.unique over packed keys."""
     # BEGIN SOLUTION 1.1: Counting n-grams with packed keys (chapters/ch01_ngrams.py §1.2)
     ids = np.asarray(ids, np.int64)
@@ -164,7 +164,7 @@ def lookup(ids, order, bos, word, child_lo, child_hi):
     return idx, avail
 
 
-def lookup_numpy(ids, order, bos, word, child_lo, child_hi):
+def lookup_ref(ids, order, bos, word, child_lo, child_hi):
     """NumPy twin of `lookup`: per order, a binary search of packed (parent, word) keys."""
     ids = np.asarray(ids, np.int64)
     n = len(ids)
@@ -223,7 +223,7 @@ def backoff_logprobs(idx, avail, logprob, logbo, missing_logbo):
     return out
 
 
-def backoff_logprobs_numpy(idx, avail, logprob, logbo, missing_logbo):
+def backoff_logprobs_ref(idx, avail, logprob, logbo, missing_logbo):
     """NumPy twin of `backoff_logprobs`."""
     n, order = idx.shape
     k = np.arange(1, order + 1)

@@ -40,7 +40,7 @@ class Trie:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if len(ids) and (ids.min() < 0 or ids.max() >= self.sizes[0]):
             raise ValueError(f"token ids must lie in [0, {self.sizes[0]}), got [{ids.min()}, {ids.max()}]")
-        fn = kernels.lookup if use_numba else kernels.lookup_numpy
+        fn = kernels.lookup if use_numba else kernels.lookup_ref
         return fn(ids, self.order, self.bos_id, self.word, self.lo, self.hi)
 
     def children(self, g: int) -> slice:

@@ -9,7 +9,7 @@ save(path) / load(path) as JSON. `load(path)` reads any of them.
 """
 
 from scratchlm.tokenizers.base import Tokenizer, read_tokenizer_json
-from scratchlm.tokenizers.bpe import PATTERN, ByteBPE, train_bpe_numba, train_bpe_python
+from scratchlm.tokenizers.bpe import PATTERN, ByteBPE, train_bpe_numba, train_bpe_ref
 from scratchlm.tokenizers.char import CharTokenizer
 from scratchlm.tokenizers.word import BOS, EOS, UNK, WordVocab
 
@@ -24,5 +24,5 @@ def load(path) -> Tokenizer:
     return _CLASSES[kind].load(path)
 
 
-__all__ = ["Tokenizer", "CharTokenizer", "WordVocab", "ByteBPE", "PATTERN", "train_bpe_python",
+__all__ = ["Tokenizer", "CharTokenizer", "WordVocab", "ByteBPE", "PATTERN", "train_bpe_ref",
            "train_bpe_numba", "load", "UNK", "BOS", "EOS"]

@@ -25,7 +25,7 @@ PATTERN is GPT-2's pre-tokenizer written for Python's `re`, which has no \p{L} /
 
 Every character is whitespace, a letter, a digit or "else", so the chunks concatenate back to the
 text. A run of Han characters is one chunk, cut at punctuation (，。？), so Chinese merges
-happen within clauses. Two trainers give the same merges: `train_bpe_python`, the algorithm as
+happen within clauses. Two trainers give the same merges: `train_bpe_ref`, the algorithm as
 stated above, and `train_bpe_numba`, which updates pair counts incrementally (bpe_kernels.py).
 """
 
@@ -60,7 +60,7 @@ def merge_pair(seq: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
     return out
 
 
-def train_bpe_python(text: str, vocab_size: int, pattern: str = PATTERN) -> list[tuple[int, int]]:
+def train_bpe_ref(text: str, vocab_size: int, pattern: str = PATTERN) -> list[tuple[int, int]]:
     """The merges learned from `text`, by the algorithm exactly as stated (slow; for reading)."""
     _check_vocab_size(vocab_size)
     words = [(list(chunk.encode("utf-8")), freq) for chunk, freq in chunk_counts(text, pattern).items()]
@@ -79,7 +79,7 @@ def train_bpe_python(text: str, vocab_size: int, pattern: str = PATTERN) -> list
 
 
 def train_bpe_numba(text: str, vocab_size: int, pattern: str = PATTERN) -> list[tuple[int, int]]:
-    """The same merges as `train_bpe_python`, from the Numba kernel (fast)."""
+    """The same merges as `train_bpe_ref`, from the Numba kernel (fast)."""
     _check_vocab_size(vocab_size)
     counts = chunk_counts(text, pattern)
     symbols, offsets = _flatten(counts)
@@ -90,7 +90,7 @@ def train_bpe_numba(text: str, vocab_size: int, pattern: str = PATTERN) -> list[
     return [(int(a), int(b)) for a, b in train_merges(symbols, offsets, freqs, n_merges)]
 
 
-TRAINERS = {"python": train_bpe_python, "numba": train_bpe_numba}
+TRAINERS = {"python": train_bpe_ref, "numba": train_bpe_numba}
 
 
 def apply_merges(seq: list[int], merges: list[tuple[int, int]]) -> list[int]:

@@ -4,7 +4,7 @@ Both work on a batch of "words" (pre-tokenized chunks) stored flat: the symbols 
 symbols[offsets[w] : offsets[w] + length[w]]; a merge rewrites them in place and shortens length[w].
 A pair of symbols (a, b) is keyed as a << 32 | b, so ordering keys orders pairs by (a, b).
 
-Plain-Python references that the tests compare against: `bpe.train_bpe_python` for `train_merges`
+Plain-Python references that the tests compare against: `bpe.train_bpe_ref` for `train_merges`
 and `bpe.apply_merges` for `encode_words`.
 """
 

@@ -1,0 +1,188 @@
+"""Scalar and row helpers shared by every Numba kernel: a fast exp and erfc, and one-pass row
+reductions. Chapter 3 (the autograd kernels, scratchlm/autograd/kernels.py); Chapter 6 (causal
+attention, scratchlm/models/attention_kernels.py).
+
+Called from inside @njit code only (from Python, call NumPy):
+
+    exp(x)                  e^x in x's precision: exp32 for float32, math.exp otherwise
+    normal_cdf(x)           Phi(x) = (1 + erf(x / sqrt 2)) / 2, through erfc32 for float32
+    exp32(x)                e^x for float32, vectorisable, within 2 ulp
+    erfc32(z)               erfc(z) for float32 z >= 0, vectorisable, within 1e-6 relative for z <= 3
+    row_max(row)            max_j row_j
+    row_sum(row)            sum_j row_j
+    row_dot(a, b)           sum_j a_j b_j
+    row_sum_exp(row, m)     sum_j e^(row_j - m)
+    row_exp_into(row, m, out)   out_j = e^(row_j - m), returning sum_j out_j
+
+`FAST` is the set of fastmath flags the row helpers compile with; a kernel that calls them on long
+rows compiles with it too (`@njit(fastmath=FAST)`), so the loops vectorise.
+
+Why a separate exp: NumPy's own exp is vectorised, Numba's (the C library's) is not, so a float32
+kernel that calls math.exp in its inner loop runs one element at a time. exp32 is range reduction
+plus a polynomial in plain arithmetic, which LLVM vectorises:
+
+    e^x = 2^n e^r,   n = round(x / ln 2),   |r| <= ln(2) / 2,
+
+with e^r the Taylor polynomial 1 + r + ... + r^7/7! (the next term is below 6e-9 on that interval)
+and 2^n built directly as the bits of a float32 (exponent field n + 127, mantissa 0). Likewise the
+exact GELU needs Phi, i.e. erf, which Numba only has as a scalar C call; erfc32 is a fitted formula
+(see ERFC_P). float64 kernels, used for gradient checks, call math.exp and math.erf: exact to the
+last bit matters more there than speed.
+
+Stability is the callers' part: they pass exp arguments <= 0 (x - max(x), the log-sum-exp trick),
+so nothing overflows however large the inputs.
+"""
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
+
+# The row reductions below may reorder their sums (`reassoc`), which lets LLVM vectorise them; the
+# kernels that call them keep IEEE order in their own arithmetic, so that (x - m) - log_sum is never
+# regrouped as x - (m + log_sum), which rounds. No flag assumes away inf or nan: masked logits are -inf.
+FAST = {"reassoc", "contract", "nsz", "arcp"}
+
+
+# ---- a vectorisable exp ------------------------------------------------------------------------
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """Reinterpret an int32's bits as a float32 (no conversion)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@njit(cache=True)
+def exp32(x):
+    """e^x for a float32 x, in plain arithmetic that LLVM can vectorise.
+
+    Like exp for -inf (0), nan and large x (inf; from 88 on, a little below float32's true limit 88.72).
+    """
+    f = np.float32
+    c = min(max(x, f(-87.0)), f(88.0))                # where 2^n is a normal float32
+    n = np.floor(c * f(1.4426950408889634) + f(0.5))  # round(c / ln 2)
+    r = (c - n * f(0.693359375)) + n * f(2.12194440e-4)  # c - n ln 2, ln 2 split for exactness
+    # Horner form of 1 + r + r^2/2! + ... + r^7/7!; the next term, r^8/8!, is below 6e-9.
+    p = f(1 / 5040) * r + f(1 / 720)
+    p = p * r + f(1 / 120)
+    p = p * r + f(1 / 24)
+    p = p * r + f(1 / 6)
+    p = p * r + f(1 / 2)
+    p = p * r + f(1.0)
+    p = p * r + f(1.0)
+    y = p * _float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+    if x < f(-87.0):
+        y = f(0.0)                                     # true value is below float32's normal range
+    if x > f(88.0):
+        y = f(np.inf)
+    return y if x == x else x                          # nan stays nan
+
+
+def exp(x):
+    """e^x inside kernels: exp32 for float32, math.exp otherwise (chosen when Numba compiles)."""
+    return math.exp(x)
+
+
+@overload(exp)
+def _exp_typed(x):
+    if x == types.float32:
+        return lambda x: exp32(x)
+    return lambda x: math.exp(x)
+
+
+# ---- a vectorisable erfc, for the exact GELU ---------------------------------------------------
+# For z >= 0, erfc(z) = t e^(-z^2 + P(t)) with t = 1 / (1 + z/2) and P a smooth polynomial. The
+# coefficients below are our least-squares fit of P(t) = log(erfc(z) / t) + z^2 at 4000 Chebyshev
+# points of t in [1/6, 1] (z in [0, 10]; beyond, erfc < 1e-44 is 0 in float32), degree 9, against
+# math.erfc. In float64 the fit is good to 5e-8; evaluated in float32, to 1e-6 relative for z <= 3.
+ERFC_P = (-1.265447996901718, 0.9986327833392245, 0.3866404121410002, 0.03460280004417535,
+          0.0012675862478780128, -0.08028043195467544, -0.6962518991765025, 1.156733757315753,
+          -0.6808271778572349, 0.14493021373338408)
+
+
+@njit(cache=True, error_model="numpy")  # no ZeroDivisionError check in t = 1 / ...: it would
+def erfc32(z):                            # stop LLVM from vectorising the loops that call this
+    """erfc(z) for a float32 z >= 0, vectorisable (see ERFC_P)."""
+    f = np.float32
+    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 = ERFC_P
+    t = f(1.0) / (f(1.0) + f(0.5) * z)
+    p = f(c9) * t + f(c8)                              # Horner, highest power first
+    p = p * t + f(c7)
+    p = p * t + f(c6)
+    p = p * t + f(c5)
+    p = p * t + f(c4)
+    p = p * t + f(c3)
+    p = p * t + f(c2)
+    p = p * t + f(c1)
+    p = p * t + f(c0)
+    return t * exp32(-z * z + p)
+
+
+def normal_cdf(x):
+    """Phi(x) = (1 + erf(x / sqrt 2)) / 2 inside kernels: erfc32 for float32, math.erf otherwise."""
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+@overload(normal_cdf)
+def _normal_cdf_typed(x):
+    if x == types.float32:
+        def phi32(x):                                  # Phi(x) = erfc(-x / sqrt 2) / 2, no cancellation
+            half = np.float32(0.5) * erfc32(abs(x) * np.float32(1 / math.sqrt(2.0)))
+            return half if x < 0 else np.float32(1.0) - half
+        return phi32
+    return lambda x: 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+# ---- one pass over a row -----------------------------------------------------------------------
+# Sums are accumulated in the row's dtype: float32 rows sum in many interleaved partial sums (what
+# `reassoc` lets LLVM do), which is accurate to ~1e-6 even for rows of 50,000 entries.
+
+@njit(cache=True, fastmath=FAST)
+def row_max(row):
+    """max_j row_j of a 1-D array (no axis= or keepdims= inside @njit: reduce one row at a time)."""
+    m = row[0]
+    for j in range(1, row.shape[0]):
+        if row[j] > m:
+            m = row[j]
+    return m
+
+
+@njit(cache=True, fastmath=FAST)
+def row_sum(a):
+    """sum_j a_j of a 1-D array."""
+    s = a.dtype.type(0.0)
+    for j in range(a.shape[0]):
+        s += a[j]
+    return s
+
+
+@njit(cache=True, fastmath=FAST)
+def row_dot(a, b):
+    """sum_j a_j b_j of two 1-D arrays of one length."""
+    s = a.dtype.type(0.0)
+    for j in range(a.shape[0]):
+        s += a[j] * b[j]
+    return s
+
+
+@njit(cache=True, fastmath=FAST)
+def row_sum_exp(row, m):
+    """sum_j e^(row_j - m), accumulated in the row's dtype."""
+    s = row.dtype.type(0.0)
+    for j in range(row.shape[0]):
+        s += exp(row[j] - m)
+    return s
+
+
+@njit(cache=True, fastmath=FAST)
+def row_exp_into(row, m, out):
+    """out_j = e^(row_j - m); returns sum_j out_j."""
+    s = row.dtype.type(0.0)
+    for j in range(row.shape[0]):
+        out[j] = exp(row[j] - m)
+        s += out[j]
+    return s
