@@ -94,7 +94,7 @@ def causal_softmax(scores: Tensor, scale: float) -> Tensor:
     def backward(g):  # the softmax's Jacobian-vector product; future entries get 0
         ds = np.empty_like(probs)
         kernels.causal_softmax_backward(probs, np.ascontiguousarray(g).reshape(probs.shape), scale, ds)
-        scores._accumulate(ds.reshape(shape), fresh=True)
+        scores._accumulate(ds.reshape(shape), owned=True)
     return Tensor._make(probs.reshape(shape), (scores,), backward, "causal_softmax")
 
 
@@ -141,7 +141,7 @@ def causal_self_attention(qkv: Tensor, n_head: int, dropout: float = 0.0, cache:
                                         dscores.reshape(-1, T, T))
         np.matmul(dscores, k, out=dq)                                        # dQ = dS K
         np.matmul(dscores.swapaxes(-1, -2), q, out=dk)                       # dK = dS^T Q
-        qkv._accumulate(dqkv.reshape(B, T, C3), fresh=True)
+        qkv._accumulate(dqkv.reshape(B, T, C3), owned=True)
     out = Tensor._make(y.transpose(0, 2, 1, 3).reshape(B, T, C), (qkv,), backward, "causal_self_attention")
     return (out, att) if return_weights else out
 
