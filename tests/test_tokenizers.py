@@ -160,7 +160,7 @@ def test_smaller_vocab_is_a_prefix_of_a_larger_one():
 def test_vocab_size_beyond_the_text_stops_when_pairs_run_out():
     # the Numba trainer sizes its merge table by what the text allows, not by vocab_size
     # (a vocab_size of 10**12 used to ask for a 16 TB table: MemoryError)
-    for train in (train_bpe_numba, train_bpe_python):
+    for train in (train_bpe_numba, train_bpe_ref):
         assert train("abab ab", 10**12) == [(97, 98), (32, 256), (256, 256)]  # " ab" -> 257
 
 
