@@ -14,8 +14,14 @@ Called from inside @njit code only (from Python, call NumPy):
     row_sum_exp(row, m)     sum_j e^(row_j - m)
     row_exp_into(row, m, out)   out_j = e^(row_j - m), returning sum_j out_j
 
-`FAST` is the set of fastmath flags the row helpers compile with; a kernel that calls them on long
-rows compiles with it too (`@njit(fastmath=FAST)`), so the loops vectorise.
+Every helper is inlined into the kernel that calls it (`inline="always"`, at Numba's level, before
+LLVM sees the code), so it compiles with that kernel's flags, as part of that kernel. Left to LLVM,
+the inlining happened when the helpers were compiled in the same process as the kernel and not when
+they came from Numba's on-disk cache: a kernel's float32 results then depended on which functions
+happened to be cached (Chapter 4's perplexity changed in the 9th digit between a first and a second
+run; tests/test_determinism.py). `FAST` is the set of fastmath flags a kernel may compile with
+(`@njit(fastmath=FAST)`, as the attention softmax does) to let LLVM vectorise its row sums; the
+autograd kernels compile without it and sum in index order.
 
 Why a separate exp: NumPy's own exp is vectorised, Numba's (the C library's) is not, so a float32
 kernel that calls math.exp in its inner loop runs one element at a time. exp32 is range reduction
@@ -40,9 +46,10 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-# The row reductions below may reorder their sums (`reassoc`), which lets LLVM vectorise them; the
-# kernels that call them keep IEEE order in their own arithmetic, so that (x - m) - log_sum is never
-# regrouped as x - (m + log_sum), which rounds. No flag assumes away inf or nan: masked logits are -inf.
+# A kernel compiled with these flags may reorder its sums (`reassoc`), which lets LLVM vectorise
+# them; only kernels whose arithmetic is all sums of that kind use it (the autograd kernels do not, so
+# that (x - m) - log_sum is never regrouped as x - (m + log_sum), which rounds). No flag assumes away
+# inf or nan: masked logits are -inf.
 FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
@@ -56,7 +63,7 @@ def _float32_from_bits(typingctx, bits):
     return types.float32(types.int32), codegen
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def exp32(x):
     """e^x for a float32 x, in plain arithmetic that LLVM can vectorise.
 
@@ -104,7 +111,7 @@ ERFC_P = (-1.265447996901718, 0.9986327833392245, 0.3866404121410002, 0.03460280
           -0.6808271778572349, 0.14493021373338408)
 
 
-@njit(cache=True, error_model="numpy")  # no ZeroDivisionError check in t = 1 / ...: it would
+@njit(cache=True, error_model="numpy", inline="always")  # no ZeroDivisionError check in t = 1 / ...: it would
 def erfc32(z):                            # stop LLVM from vectorising the loops that call this
     """erfc(z) for a float32 z >= 0, vectorisable (see ERFC_P)."""
     f = np.float32
@@ -138,10 +145,10 @@ def _normal_cdf_typed(x):
 
 
 # ---- one pass over a row -----------------------------------------------------------------------
-# Sums are accumulated in the row's dtype: float32 rows sum in many interleaved partial sums (what
-# `reassoc` lets LLVM do), which is accurate to ~1e-6 even for rows of 50,000 entries.
+# Sums are accumulated in the row's dtype; in a kernel compiled with FAST, float32 rows sum in many
+# interleaved partial sums (what `reassoc` lets LLVM do), otherwise in index order.
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, inline="always")
 def row_max(row):
     """max_j row_j of a 1-D array (no axis= or keepdims= inside @njit: reduce one row at a time)."""
     m = row[0]
@@ -151,7 +158,7 @@ def row_max(row):
     return m
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, inline="always")
 def row_sum(a):
     """sum_j a_j of a 1-D array."""
     s = a.dtype.type(0.0)
@@ -160,7 +167,7 @@ def row_sum(a):
     return s
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, inline="always")
 def row_dot(a, b):
     """sum_j a_j b_j of two 1-D arrays of one length."""
     s = a.dtype.type(0.0)
@@ -169,7 +176,7 @@ def row_dot(a, b):
     return s
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, inline="always")
 def row_sum_exp(row, m):
     """sum_j e^(row_j - m), accumulated in the row's dtype."""
     s = row.dtype.type(0.0)
@@ -178,7 +185,7 @@ def row_sum_exp(row, m):
     return s
 
 
-@njit(cache=True, fastmath=FAST)
+@njit(cache=True, fastmath=FAST, inline="always")
 def row_exp_into(row, m, out):
     """out_j = e^(row_j - m); returns sum_j out_j."""
     s = row.dtype.type(0.0)

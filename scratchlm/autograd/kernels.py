@@ -25,7 +25,7 @@ Stability: every softmax and cross-entropy exponential is of x - max(x) <= 0, so
 however large the logits (the log-sum-exp trick); the tanh GELU's gate 1 / (1 + e^(-2u)) relies on
 e^(-2u) overflowing to inf for x << 0, which gives the right limit 0. Sums over a row are
 accumulated in float64 when the row is short (layer norm); the long softmax rows sum float32 in
-many interleaved partial sums, which is accurate to ~1e-6.
+index order (for rows of 10,000 logits the softmax is within ~1e-5 relative of float64's).
 
 Speed: the inner loops call scratchlm/numerics.py for e^x, Phi(x) and one-pass row reductions:
 `numerics.exp` is a vectorisable exp for float32 (Numba's own calls the C library one element at a
