@@ -39,29 +39,18 @@ def median_s(fn, repeat: int) -> float:
     return float(np.median(times))
 
 
-def scratchlm_loop(x: np.ndarray):
-    def run():
-        xt = Tensor(x, requires_grad=True)
-        y = xt[:, 0] * 1.0
-        for t in range(1, x.shape[1]):
-            y = y + xt[:, t] * (t + 1.0)
-        y.sum().backward()
-        return xt.grad
-    return run
-
-
-def torch_loop(x: np.ndarray):
-    import torch
-    torch.set_num_threads(THREADS)
-
-    def run():
-        xt = torch.tensor(x, requires_grad=True)
-        y = xt[:, 0] * 1.0
-        for t in range(1, x.shape[1]):
-            y = y + xt[:, t] * (t + 1.0)
-        y.sum().backward()
-        return xt.grad
-    return run
+def slice_loop(leaf):
+    """forward + backward of y = sum_t x[:, t] * (t + 1), with x made a leaf tensor by `leaf`."""
+    def make(x: np.ndarray):
+        def run():
+            xt = leaf(x)
+            y = xt[:, 0] * 1.0
+            for t in range(1, x.shape[1]):
+                y = y + xt[:, t] * (t + 1.0)
+            y.sum().backward()
+            return xt.grad
+        return run
+    return make
 
 
 def main() -> None:
@@ -69,11 +58,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
+    impls = {"scratchlm": slice_loop(lambda x: Tensor(x, requires_grad=True))}
     try:
-        import torch  # noqa: F401
-        impls = {"scratchlm": scratchlm_loop, f"PyTorch {torch.__version__}": torch_loop}
+        import torch
+        torch.set_num_threads(THREADS)
+        impls[f"PyTorch {torch.__version__}"] = slice_loop(lambda x: torch.tensor(x, requires_grad=True))
     except ImportError:
-        impls = {"scratchlm": scratchlm_loop}
+        pass
 
     rng = np.random.default_rng(0)
     print(f"y = sum_t x[:, t] * (t + 1), forward + backward; x ({B}, T, {C}) float32; {THREADS} thread(s); "
