@@ -5,13 +5,16 @@
     ByteBPE         byte-level byte-pair encoding, trained in Numba (Transformers)
 
 All share the interface in base.py: encode(str) -> int64 ids, decode(ids) -> str, vocab_size,
-save(path) / load(path) as JSON. `load(path)` reads any of them.
+save(path) / load(path) as JSON. `load(path)` reads any of them. Special tokens for the Transformer
+objectives (pad, mask, cls/sep, bos/eos, T5's sentinels; Chapter 9) are added with
+`tok.with_specials([...])` after the text's ids and never come out of encode (base.py).
 """
 
-from scratchlm.tokenizers.base import Tokenizer, read_tokenizer_json
+from scratchlm.tokenizers.base import (BOS, CLS, EOS, MASK, PAD, SEP, UNK, Tokenizer, read_tokenizer_json,
+                                      sentinels)
 from scratchlm.tokenizers.bpe import PATTERN, ByteBPE, train_bpe_numba, train_bpe_ref
 from scratchlm.tokenizers.char import CharTokenizer
-from scratchlm.tokenizers.word import BOS, EOS, UNK, WordVocab
+from scratchlm.tokenizers.word import WordVocab
 
 _CLASSES = {cls.__name__: cls for cls in (CharTokenizer, WordVocab, ByteBPE)}
 
@@ -25,4 +28,4 @@ def load(path) -> Tokenizer:
 
 
 __all__ = ["Tokenizer", "CharTokenizer", "WordVocab", "ByteBPE", "PATTERN", "train_bpe_ref",
-           "train_bpe_numba", "load", "UNK", "BOS", "EOS"]
+           "train_bpe_numba", "load", "UNK", "BOS", "EOS", "PAD", "MASK", "CLS", "SEP", "sentinels"]

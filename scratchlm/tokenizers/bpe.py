@@ -36,7 +36,7 @@ from collections import Counter
 
 import numpy as np
 
-from scratchlm.tokenizers.base import Tokenizer, check_ids, gather_slices
+from scratchlm.tokenizers.base import Tokenizer, gather_slices, specials_field
 from scratchlm.tokenizers.bpe_kernels import encode_words, train_merges
 
 PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+(?!\S)|\s+"""
@@ -118,7 +118,7 @@ def _flatten(chunks) -> tuple[np.ndarray, np.ndarray]:
 
 
 class ByteBPE(Tokenizer):
-    def __init__(self, merges=(), pattern: str = PATTERN):
+    def __init__(self, merges=(), pattern: str = PATTERN, specials=()):
         self.merges = [(int(a), int(b)) for a, b in merges]
         for k, (a, b) in enumerate(self.merges):
             if not (0 <= a < 256 + k and 0 <= b < 256 + k):
@@ -128,8 +128,7 @@ class ByteBPE(Tokenizer):
             self.regex = re.compile(pattern)
         except re.error as e:
             raise ValueError(f"pre-tokenizer pattern {pattern!r} is not a valid regular expression: {e}") from None
-        self.vocab_size = 256 + len(self.merges)
-        self.vocab = [bytes([i]) for i in range(256)]  # token id -> its bytes
+        self.vocab = [bytes([i]) for i in range(256)]  # text token id -> its bytes (specials have none)
         for a, b in self.merges:
             self.vocab.append(self.vocab[a] + self.vocab[b])
         # the merge table as arrays for the kernel: sorted pair keys and the merge index of each
@@ -143,6 +142,9 @@ class ByteBPE(Tokenizer):
         self._token_len = np.array([len(t) for t in self.vocab], dtype=np.int64)
         self._token_start = np.cumsum(self._token_len) - self._token_len
         self._token_bytes = np.frombuffer(b"".join(self.vocab), dtype=np.uint8)
+        # every string is text to a byte-level BPE, so a special's name never clashes with a token:
+        # the specials simply follow the 256 + len(merges) text ids
+        self._set_specials(specials, n_text=256 + len(self.merges))
 
     @classmethod
     def train(cls, text: str, vocab_size: int, pattern: str = PATTERN, trainer: str = "numba") -> "ByteBPE":
@@ -152,9 +154,10 @@ class ByteBPE(Tokenizer):
         return cls(TRAINERS[trainer](text, vocab_size, pattern), pattern)
 
     def truncated(self, vocab_size: int) -> "ByteBPE":
-        """The tokenizer with only the first vocab_size - 256 merges (what training to vocab_size gives)."""
+        """The tokenizer with only the first vocab_size - 256 merges (what training to vocab_size gives);
+        its special tokens, if any, follow its text ids (so their ids are lower than here)."""
         _check_vocab_size(vocab_size)
-        return ByteBPE(self.merges[:vocab_size - 256], self.pattern)
+        return ByteBPE(self.merges[:vocab_size - 256], self.pattern, self.specials)
 
     def encode(self, text: str) -> np.ndarray:
         chunks = self.regex.findall(text)
@@ -166,18 +169,17 @@ class ByteBPE(Tokenizer):
         lengths = encode_words(symbols, offsets, self._keys, self._ranks, self._merge_array)
         return gather_slices(symbols, offsets[:-1][which], lengths[which]).astype(np.int64)
 
-    def decode(self, ids) -> str:
+    def _decode_text(self, ids: np.ndarray) -> str:
         """The text of `ids`; a byte sequence that is not valid UTF-8 decodes with U+FFFD in its place."""
-        ids = check_ids(ids, self.vocab_size)
         raw = gather_slices(self._token_bytes, self._token_start[ids], self._token_len[ids])
         return raw.tobytes().decode("utf-8", errors="replace")
 
     def to_dict(self) -> dict:
-        return {"pattern": self.pattern, "merges": [list(m) for m in self.merges]}
+        return {"pattern": self.pattern, "merges": [list(m) for m in self.merges], **self._specials_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ByteBPE":
         if not isinstance(d["pattern"], str) or not all(
                 isinstance(m, list) and len(m) == 2 and all(type(x) is int for x in m) for m in d["merges"]):
             raise ValueError("'pattern' must be a string and 'merges' a list of [int, int] pairs")
-        return cls(d["merges"], d["pattern"])
+        return cls(d["merges"], d["pattern"], specials_field(d))

@@ -2,14 +2,15 @@
 
 Ids are assigned in code-point order. A character outside the vocabulary is an error by default;
 with `unk=True` id 0 is reserved for it and decodes as U+FFFD, the Unicode replacement character.
-Encoding and decoding go through UTF-32 code points, so neither loops over the text in Python.
+Special tokens (base.py; Chapter 9) follow the characters' ids. Encoding and decoding go through
+UTF-32 code points, so neither loops over the text in Python.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from scratchlm.tokenizers.base import Tokenizer, check_ids
+from scratchlm.tokenizers.base import Tokenizer, specials_field
 
 UNK_CHAR = "\ufffd"
 
@@ -20,17 +21,18 @@ def code_points(text: str) -> np.ndarray:
 
 
 class CharTokenizer(Tokenizer):
-    def __init__(self, chars, unk: bool = False):
+    def __init__(self, chars, unk: bool = False, specials=()):
         chars = list(chars)
         if any(len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
             raise ValueError("chars must be distinct single characters")
         self.chars = chars
         self.unk = unk
-        self.vocab_size = len(chars) + unk
+        self.unk_id = 0 if unk else None
         points = code_points("".join(chars))
         self._order = np.argsort(points, kind="stable")           # sorted position -> char index
         self._sorted_points = points[self._order]
         self._points = np.concatenate([code_points(UNK_CHAR)[:unk], points])  # id -> code point
+        self._set_specials(specials, n_text=len(chars) + unk)
 
     @classmethod
     def fit(cls, text: str, unk: bool = False) -> "CharTokenizer":
@@ -57,12 +59,17 @@ class CharTokenizer(Tokenizer):
         ids[~known] = 0
         return ids
 
-    def decode(self, ids) -> str:
-        return self._points[check_ids(ids, self.vocab_size)].tobytes().decode("utf-32-le")
+    def _decode_text(self, ids: np.ndarray) -> str:
+        return self._points[ids].tobytes().decode("utf-32-le")
+
+    def _is_text_token(self, name: str) -> str:
+        if name in self.chars or (self.unk and name == UNK_CHAR):
+            return f"the character {name!r}"
+        return ""
 
     def to_dict(self) -> dict:
-        return {"chars": "".join(self.chars), "unk": self.unk}
+        return {"chars": "".join(self.chars), "unk": self.unk, **self._specials_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "CharTokenizer":
-        return cls(d["chars"], unk=bool(d["unk"]))
+        return cls(d["chars"], unk=bool(d["unk"]), specials=specials_field(d))

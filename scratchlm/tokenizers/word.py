@@ -8,6 +8,13 @@ A text is split on whitespace. The vocabulary is
 Words outside it map to <unk>. Penn Treebank already writes its rare words as the literal token
 `<unk>`, which is this vocabulary's unknown word, so PTB ids mean what the corpus means.
 `encode_lines` adds the sentence boundaries <s> and </s> that n-gram and neural LMs condition on.
+
+These three are words of the text (Chapters 1-4 write them in text form). <s> and </s> are also
+this vocabulary's start and end specials (`bos_id`, `eos_id`, `special_id("</s>")`, dropped by
+decode(skip_special=True)); <unk> stands for a word and is not special. The special tokens added
+with `with_specials` (base.py; Chapter 9) follow the words' ids and never come from encode: the
+word "<mask>" in a text is <unk> (or its own word), never the mask. A special cannot be named like
+a word of the vocabulary.
 """
 
 from __future__ import annotations
@@ -17,24 +24,24 @@ from typing import Iterable
 
 import numpy as np
 
-from scratchlm.tokenizers.base import Tokenizer, check_ids
+from scratchlm.tokenizers.base import BOS, EOS, UNK, Tokenizer, check_ids, specials_field
 
-UNK, BOS, EOS = "<unk>", "<s>", "</s>"
 SPECIALS = (UNK, BOS, EOS)
 
 
 class WordVocab(Tokenizer):
     unk_id, bos_id, eos_id = 0, 1, 2
 
-    def __init__(self, words: Iterable[str]):
-        """`words` in id order, starting with the specials <unk>, <s>, </s>."""
+    def __init__(self, words: Iterable[str], specials=()):
+        """`words` in id order, starting with <unk>, <s>, </s>; then the added `specials`."""
         self.words = list(words)
         if tuple(self.words[:3]) != SPECIALS:
             raise ValueError(f"a word vocabulary starts with {SPECIALS}, got {self.words[:3]}")
         self.index = {w: i for i, w in enumerate(self.words)}
         if len(self.index) != len(self.words):
             raise ValueError("words must be distinct")
-        self.vocab_size = len(self.words)
+        self._set_specials(specials, n_text=len(self.words), builtin={BOS: self.bos_id, EOS: self.eos_id})
+        self._strings = np.array(self.words + list(self.specials), dtype=object)  # id -> its word or name
 
     @classmethod
     def fit(cls, tokens: str | Iterable[str], min_count: int = 1, max_size: int | None = None) -> "WordVocab":
@@ -75,14 +82,22 @@ class WordVocab(Tokenizer):
                     yield EOS
         return self.ids(tokens())
 
-    def decode(self, ids) -> str:
-        return " ".join([self.words[i] for i in check_ids(ids, self.vocab_size)])
+    def decode(self, ids, skip_special: bool = False) -> str:
+        """The words of `ids` joined by spaces; specials (<s>, </s> and the added ones) by name, or
+        left out with skip_special=True."""
+        ids = check_ids(ids, self.vocab_size)
+        if skip_special:
+            ids = ids[~self.is_special(ids)]
+        return " ".join(self._strings[ids].tolist())
+
+    def _is_text_token(self, name: str) -> str:
+        return f"the word {name!r} (id {self.index[name]})" if name in self.index else ""
 
     def to_dict(self) -> dict:
-        return {"words": self.words}
+        return {"words": self.words, **self._specials_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "WordVocab":
         if not all(isinstance(w, str) for w in d["words"]):
             raise ValueError("'words' must be a list of strings")
-        return cls(d["words"])
+        return cls(d["words"], specials_field(d))
