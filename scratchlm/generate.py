@@ -19,6 +19,26 @@ Strategies, from the logits z of the next token:
 
 Sampling draws one uniform number per row from the seeded generator (`scratchlm.rng`) and inverts
 the cumulative distribution, so the same seed gives the same text.
+
+End of sequence (Chapter 9). With eos_id, a row is finished once it emits eos_id: generate fills
+the rest of a finished row with eos_id (so a row's text is its ids before the first eos_id,
+`until_eos`) and stops as soon as every row has finished; beam search sets a hypothesis that emits
+eos_id aside as finished, eos_id included. The random numbers drawn do not depend on eos_id, so a
+row's ids up to its first eos_id are the same as without it. eos_id=None decodes as Chapter 7.
+
+Encoder-decoders (Chapter 9). All decoding goes through a Context, which holds the ids so far and
+the logits that follow them, and runs the model in one method, `model_logits`. Given a `source`,
+the decoders use an EncoderDecoderContext instead: it encodes the source once,
+`memory = model.encode(source, source_lengths)`, and then asks `model.next_logits(idx, memory,
+cache=...)`, reordering the memory with the beams. Such a model provides
+
+    encode(source (B, S) ids, source_lengths (B,) or None) -> memory   (run once per source: the
+        encoder's output, or each layer's cross-attention keys and values, with the lengths)
+    next_logits(idx, memory, cache=None) -> (B, V)                     (decoder; cache as GPT's)
+    new_cache(batch_size), block_size                                  (as a decoder-only model)
+
+where memory is an array or a tuple of arrays whose first axis is the batch, or an object with
+reorder(rows) like the KV cache.
 """
 
 from __future__ import annotations
@@ -51,6 +71,12 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float | None, g
         raise ValueError(f"top_k must be an integer >= 1 (or None for no cut), got {top_k!r}")
     if top_p is not None and not (isinstance(top_p, (int, float, np.number)) and 0.0 < top_p <= 1.0):
         raise ValueError(f"top_p must be in (0, 1] (or None for no cut), got {top_p!r}")
+
+
+def check_eos(eos_id) -> None:
+    """Refuse an eos_id that no token can equal (a float, a string, a negative number)."""
+    if eos_id is not None and not (_is_int(eos_id) and eos_id >= 0):
+        raise ValueError(f"eos_id must be a token id (an integer >= 0) or None, got {eos_id!r}")
 
 
 def check_length(max_new_tokens: int) -> None:
@@ -96,8 +122,12 @@ class Context:
             raise ValueError(f"prompt must be (B, T) ids with T >= 1, got shape {self.ids.shape}")
         window = self.ids[:, -model.block_size:]
         self.cache = model.new_cache(len(self.ids)) if use_cache and hasattr(model, "new_cache") else None
-        self.logits = (model.next_logits(window) if self.cache is None
-                       else model.next_logits(window, cache=self.cache))
+        self.logits = self.model_logits(window, self.cache)
+
+    def model_logits(self, idx: np.ndarray, cache) -> np.ndarray:
+        """The model's (B, V) logits after idx (only the new ids when there is a cache). The one place
+        the model runs: a subclass that feeds the model more (an encoder's memory) overrides it."""
+        return self.model.next_logits(idx) if cache is None else self.model.next_logits(idx, cache=cache)
 
     def append(self, next_ids: np.ndarray) -> None:
         """Extend every row by one id and compute the logits that follow."""
@@ -105,9 +135,9 @@ class Context:
         if self.cache is not None and self.cache.length == self.model.block_size:
             self.cache = None  # the window now slides: positions shift, so cached keys are stale
         if self.cache is not None:
-            self.logits = self.model.next_logits(self.ids[:, -1:], cache=self.cache)
+            self.logits = self.model_logits(self.ids[:, -1:], self.cache)
         else:
-            self.logits = self.model.next_logits(self.ids[:, -self.model.block_size:])
+            self.logits = self.model_logits(self.ids[:, -self.model.block_size:], None)
 
     def reorder(self, rows: np.ndarray) -> None:
         """Keep rows `rows` of the batch, in that order (beam search follows its surviving beams)."""
@@ -116,31 +146,93 @@ class Context:
             self.cache.reorder(rows)
 
 
+class EncoderDecoderContext(Context):
+    """A Context for an encoder-decoder: the source is encoded once, and every decoder step attends
+    to that memory (module docstring: the model's encode and next_logits)."""
+
+    def __init__(self, model, prompt: np.ndarray, source, source_lengths=None, use_cache: bool = True):
+        source = np.asarray(source, dtype=np.int64)
+        n_rows = len(np.asarray(prompt))
+        if source.ndim != 2 or source.shape[0] != n_rows:
+            raise ValueError(f"source must be (B, S) ids with one row per prompt row (B = {n_rows}), "
+                             f"got shape {source.shape}")
+        if source_lengths is not None:
+            source_lengths = np.asarray(source_lengths, dtype=np.int64)
+            if source_lengths.shape != (n_rows,):
+                raise ValueError(f"source_lengths must have shape ({n_rows},), got {source_lengths.shape}")
+        self.memory = model.encode(source, source_lengths)
+        super().__init__(model, prompt, use_cache)
+
+    def model_logits(self, idx: np.ndarray, cache) -> np.ndarray:
+        return self.model.next_logits(idx, self.memory, cache=cache)
+
+    def reorder(self, rows: np.ndarray) -> None:
+        super().reorder(rows)
+        if hasattr(self.memory, "reorder"):
+            self.memory.reorder(rows)
+        elif isinstance(self.memory, tuple):
+            self.memory = tuple(m[rows] for m in self.memory)
+        else:
+            self.memory = self.memory[rows]
+
+
+def start_context(model, prompt, use_cache: bool = True, source=None, source_lengths=None) -> Context:
+    """The decoding state of prompt (B, T): an EncoderDecoderContext when there is a source, else a Context."""
+    if source is None:
+        if source_lengths is not None:
+            raise ValueError("source_lengths was given without a source")
+        return Context(model, prompt, use_cache)
+    return EncoderDecoderContext(model, prompt, source, source_lengths, use_cache)
+
+
+def until_eos(ids, eos_id: int | None):
+    """The ids before the first eos_id: of a row (T,), or of each row of (B, T) as a list of arrays."""
+    ids = np.asarray(ids)
+    if ids.ndim == 2:
+        return [until_eos(row, eos_id) for row in ids]
+    hits = np.flatnonzero(ids == eos_id) if eos_id is not None else ()
+    return ids[:hits[0]] if len(hits) else ids
+
+
 def generate(model, prompt, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, rng: np.random.Generator | None = None,
-             use_cache: bool = True) -> np.ndarray:
+             use_cache: bool = True, eos_id: int | None = None, source=None,
+             source_lengths=None) -> np.ndarray:
     """Extend each row of prompt (B, T) by max_new_tokens ids: greedy when temperature == 0, else
-    sampled with temperature / top-k / top-p. Returns (B, T + max_new_tokens) ids."""
+    sampled with temperature / top-k / top-p. Returns (B, T + max_new_tokens) ids; with eos_id, a
+    row is filled with eos_id after its first one and decoding stops early, returning (B, T + n) ids
+    with n <= max_new_tokens, once every row has emitted it. An encoder-decoder is given its source
+    (B, S) (and source_lengths (B,) when padded); prompt is then the decoder's start, e.g. (B, 1)."""
     check_length(max_new_tokens)
     check_sampling(temperature, top_k, top_p, greedy=True)  # before the model runs on the prompt
-    ctx = Context(model, prompt, use_cache)
+    check_eos(eos_id)
+    ctx = start_context(model, prompt, use_cache, source, source_lengths)
+    finished = np.zeros(len(ctx.ids), dtype=bool)
     for _ in range(max_new_tokens):
         if temperature == 0:
             next_ids = ctx.logits.argmax(axis=-1)
         else:
             next_ids = sample_from(next_token_probs(ctx.logits, temperature, top_k, top_p), rng)
+        if eos_id is not None:
+            next_ids = np.where(finished, eos_id, next_ids)   # a finished row only repeats eos
+            finished |= next_ids == eos_id
         ctx.append(next_ids)
+        if eos_id is not None and finished.all():
+            break
     return ctx.ids
 
 
 def beam_search(model, prompt, max_new_tokens: int, beam_width: int = 4, eos_id: int | None = None,
-                length_penalty: float = 0.0, use_cache: bool = True) -> list[tuple[np.ndarray, float]]:
+                length_penalty: float = 0.0, use_cache: bool = True, source=None,
+                source_length: int | None = None) -> list[tuple[np.ndarray, float]]:
     """The beam_width best continuations of prompt (T,) found by beam search, best first, as
     (ids including the prompt, total log-probability of the new ids).
 
-    A beam that emits eos_id is finished; hypotheses are ranked by log p / n_new ** length_penalty
-    (0: raw log-probability, which favours short endings; 1: per-token average)."""
+    A beam that emits eos_id is finished (its ids end with eos_id); hypotheses are ranked by
+    log p / n_new ** length_penalty (0: raw log-probability, which favours short endings; 1: per-token
+    average). An encoder-decoder is given its source (S,) (and source_length if it is padded)."""
     check_length(max_new_tokens)
+    check_eos(eos_id)
     if not (_is_int(beam_width) and beam_width >= 1):
         raise ValueError(f"beam_width must be an integer >= 1, got {beam_width!r}")
     if not math.isfinite(length_penalty):
@@ -148,7 +240,13 @@ def beam_search(model, prompt, max_new_tokens: int, beam_width: int = 4, eos_id:
     prompt = np.asarray(prompt)
     if prompt.ndim != 1:
         raise ValueError(f"beam_search decodes one prompt: ids of shape (T,), got shape {prompt.shape}")
-    ctx = Context(model, prompt[None, :], use_cache)
+    if source is not None:
+        source = np.asarray(source)
+        if source.ndim != 1:
+            raise ValueError(f"beam_search decodes one source: ids of shape (S,), got shape {source.shape}")
+        source = source[None, :]
+    ctx = start_context(model, prompt[None, :], use_cache, source,
+                        None if source_length is None else [source_length])
     prompt_len = ctx.ids.shape[1]
     scores = np.zeros(1)                          # total log-probability of each live beam
     finished: list[tuple[np.ndarray, float]] = []
@@ -185,15 +283,17 @@ def beam_search(model, prompt, max_new_tokens: int, beam_width: int = 4, eos_id:
     return ranked[:beam_width]
 
 
-def log_likelihood(model, ids, prompt_len: int, use_cache: bool = True) -> np.ndarray:
+def log_likelihood(model, ids, prompt_len: int, use_cache: bool = True, source=None,
+                   source_lengths=None) -> np.ndarray:
     """Sum of log p(x_t | x_<t) over positions t >= prompt_len of each row of ids (B, T), in nats,
-    with the same context window the decoders use (so it scores their output as they saw it)."""
+    with the same context window the decoders use (so it scores their output as they saw it); for
+    an encoder-decoder, given each row's source (B, S)."""
     ids = np.asarray(ids, dtype=np.int64)
     if ids.ndim != 2:
         raise ValueError(f"log_likelihood: ids must be (B, T), got shape {ids.shape}")
     if not 1 <= prompt_len < ids.shape[1]:
         raise ValueError(f"prompt_len must be in [1, {ids.shape[1]}), got {prompt_len}")
-    ctx = Context(model, ids[:, :prompt_len], use_cache)
+    ctx = start_context(model, ids[:, :prompt_len], use_cache, source, source_lengths)
     total = np.zeros(len(ids))
     for t in range(prompt_len, ids.shape[1]):
         total += np.take_along_axis(log_softmax(ctx.logits), ids[:, t:t + 1], axis=-1)[:, 0]

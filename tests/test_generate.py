@@ -1,5 +1,5 @@
 """Decoding (Chapter 7): truncated distributions, seeded sampling, beam search, and KV-cache
-generation identical to full recomputation."""
+generation identical to full recomputation; stopping at eos and decoding an encoder-decoder (Chapter 9)."""
 
 import itertools
 
@@ -127,3 +127,99 @@ def test_cached_greedy_float32_and_log_likelihood():
     expected = np.take_along_axis(G.log_softmax(logits), out[:, 1:, None], -1).sum()
     np.testing.assert_allclose(G.log_likelihood(model, out, 1), expected, rtol=1e-5)
     np.testing.assert_allclose(G.log_likelihood(model, out, 1, use_cache=False), expected, rtol=1e-5)
+
+
+# ---- end of sequence (Chapter 9) --------------------------------------------------------------
+
+def eos_bigram():
+    model = Bigram(V=5, seed=2, block_size=40)
+    model.table[:, 4] += 0.5       # token 4 ends sequences, sooner or later
+    return model
+
+
+@pytest.mark.parametrize("temperature", [0, 1.0])
+def test_generation_stops_at_eos_and_fills_finished_rows(temperature):
+    model, prompt = eos_bigram(), np.array([[0], [1], [2], [3]])
+    plain = G.generate(model, prompt, 30, temperature=temperature, rng=np.random.default_rng(3))
+    ended = G.generate(model, prompt, 30, temperature=temperature, rng=np.random.default_rng(3), eos_id=4)
+    assert ended.shape[1] <= plain.shape[1]
+    for p, e in zip(plain, ended):
+        first = int(np.argmax(e[1:] == 4)) + 1 if (e[1:] == 4).any() else len(e)
+        np.testing.assert_array_equal(e[:first + 1], p[:first + 1])   # the same ids up to the first eos
+        assert (e[first:] == 4).all()                                 # then only eos
+        assert G.until_eos(e[1:], 4).tolist() == e[1:first].tolist()
+    assert (ended[:, 1:] == 4).any(axis=1).all()                      # every row ended: stopped there
+    assert ended.shape[1] == max(int(np.argmax(row[1:] == 4)) + 2 for row in ended) < plain.shape[1]
+
+
+def test_generation_stops_as_soon_as_every_row_has_ended():
+    model = Bigram(V=3, block_size=40)
+    model.table[:] = [0, 0, 5]     # token 2 always comes next
+    out = G.generate(model, np.array([[0], [1]]), 10, temperature=0, eos_id=2)
+    assert out.tolist() == [[0, 2], [1, 2]]
+    assert G.generate(model, np.array([[0]]), 10, temperature=0, eos_id=None).shape == (1, 11)
+    assert G.until_eos(np.array([[5, 2, 2], [5, 5, 5]]), 2)[1].tolist() == [5, 5, 5]
+
+
+# ---- encoder-decoder decoding --------------------------------------------------------------------
+
+class ToyCache:
+    def __init__(self):
+        self.length = 0
+
+    def reorder(self, rows):
+        pass   # the toy decoder keeps no per-row state in its cache, only the position
+
+
+class ToySeq2Seq:
+    """An 'encoder-decoder' whose decoder at step t favours the source's t-th token (then eos = 0),
+    plus a bigram on its last token: the output depends on the source, the position and the prefix."""
+    block_size = 12
+
+    def __init__(self, V=6, seed=0):
+        self.V, self.encoded = V, 0
+        self.bigram = np.random.default_rng(seed).normal(0, 1, (V, V))
+
+    def encode(self, source, source_lengths=None):
+        self.encoded += 1
+        B, S = source.shape
+        lengths = np.full(B, S) if source_lengths is None else source_lengths
+        wanted = np.where(np.arange(S + self.block_size) < lengths[:, None],
+                          np.pad(source, ((0, 0), (0, self.block_size))), 0)      # eos after the source
+        return (3.0 * np.eye(self.V)[wanted],)                                     # memory: (B, S', V)
+
+    def new_cache(self, batch_size):
+        return ToyCache()
+
+    def next_logits(self, idx, memory, cache=None):
+        t = idx.shape[1] - 1 + (cache.length if cache is not None else 0)          # last position
+        if cache is not None:
+            cache.length += idx.shape[1]
+        return memory[0][:, t] + self.bigram[idx[:, -1]]
+
+
+def test_encoder_decoder_greedy_copies_its_source_once_encoded():
+    model = ToySeq2Seq()
+    source, lengths = np.array([[3, 5, 2, 1], [4, 4, 0, 0]]), np.array([4, 2])
+    start = np.full((2, 1), 0)
+    out = G.generate(model, start, 10, temperature=0, eos_id=0, source=source, source_lengths=lengths)
+    assert model.encoded == 1                        # the source was encoded once for all steps
+    assert [G.until_eos(row[1:], 0).tolist() for row in out] == [[3, 5, 2, 1], [4, 4]]
+
+
+def test_encoder_decoder_cache_and_beams_equal_recomputation():
+    model = ToySeq2Seq(seed=1)
+    source = np.array([[3, 5, 2, 1, 1], [4, 4, 3, 0, 0]])
+    lengths, start = np.array([5, 3]), np.zeros((2, 1), np.int64)
+    runs = {cache: G.generate(model, start, 8, temperature=1.0, rng=np.random.default_rng(0), eos_id=0,
+                              source=source, source_lengths=lengths, use_cache=cache) for cache in (True, False)}
+    np.testing.assert_array_equal(runs[True], runs[False])
+    beams = {cache: G.beam_search(model, np.array([0]), 8, beam_width=3, eos_id=0, source=source[1],
+                                  source_length=3, use_cache=cache) for cache in (True, False)}
+    for (a, sa), (b, sb) in zip(beams[True], beams[False]):
+        np.testing.assert_array_equal(a, b)
+        assert abs(sa - sb) < 1e-9
+    best, score = beams[True][0]
+    assert best.tolist() == [0, 4, 4, 3, 0]          # the copy, then eos
+    ll = G.log_likelihood(model, best[None], 1, source=source[1:], source_lengths=[3])
+    assert abs(score - ll[0]) < 1e-9

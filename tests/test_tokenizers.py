@@ -1,5 +1,6 @@
 """scratchlm.tokenizers: round trips on arbitrary Unicode, word-vocabulary ids, the BPE trainers
-(plain Python vs Numba, merge for merge), the encode kernel vs its reference, and the JSON files."""
+(plain Python vs Numba, merge for merge), the encode kernel vs its reference, the JSON files, and
+the special tokens of Chapter 9 (never produced by encode, saved, decoded or skipped)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scratchlm import data, tokenizers
-from scratchlm.tokenizers import PATTERN, ByteBPE, CharTokenizer, WordVocab, train_bpe_numba, train_bpe_ref
+from scratchlm.tokenizers import (BOS, CLS, EOS, MASK, PAD, PATTERN, SEP, ByteBPE, CharTokenizer, WordVocab,
+                                  sentinels, train_bpe_numba, train_bpe_ref)
 from scratchlm.tokenizers.bpe import apply_merges, chunk_counts
 
 ENGLISH = """First Citizen:
@@ -210,3 +212,83 @@ def test_load_reports_bad_files(tmp_path, bpe):
     p.write_text(json.dumps({"type": "Pickle", "x": 1}))
     with pytest.raises(ValueError, match="unknown tokenizer type 'Pickle'"):
         tokenizers.load(p)
+
+
+# --- special tokens (Chapter 9) -------------------------------------------------------------
+
+SPECIALS9 = [PAD, MASK, CLS, SEP, BOS, EOS, *sentinels(3)]
+
+
+def every_tokenizer(bpe):
+    return [CharTokenizer.fit(MIXED + "<mask>"), CharTokenizer.fit(MIXED, unk=True), WordVocab.fit(MIXED), bpe]
+
+
+def test_specials_follow_the_text_ids_and_leave_them_unchanged(bpe):
+    for tok in every_tokenizer(bpe):
+        with_sp = tok.with_specials(SPECIALS9)
+        assert np.array_equal(with_sp.encode(MIXED), tok.encode(MIXED))
+        assert with_sp.n_text == tok.vocab_size
+        added = [s for s in SPECIALS9 if s not in tok.special_names]   # WordVocab has <s> and </s> already
+        assert with_sp.vocab_size == tok.vocab_size + len(added)
+        assert with_sp.special_ids(added).tolist() == list(range(tok.vocab_size, with_sp.vocab_size))
+        assert with_sp.sentinel_ids().tolist() == with_sp.special_ids(sentinels(3)).tolist()
+        assert with_sp.with_specials([MASK, EOS]).vocab_size == with_sp.vocab_size   # already there: same ids
+
+
+def test_text_spelling_a_special_encodes_as_text(bpe):
+    text = "a <mask> b </s> <extra_id_0>"
+    for tok in (CharTokenizer.fit(text), WordVocab.fit("a b"), bpe):
+        tok = tok.with_specials(SPECIALS9)
+        ids = tok.encode(text)
+        assert not np.isin(ids, tok.special_ids([PAD, MASK, CLS, SEP, *sentinels(3)])).any()
+        assert (ids < tok.n_text).all()
+    # WordVocab: a word it does not know is <unk>, whatever it looks like
+    words = WordVocab.fit("a b").with_specials([MASK])
+    assert words.encode("a <mask>").tolist() == [3, words.unk_id]
+
+
+def test_decode_writes_specials_by_name_or_skips_them(bpe):
+    char = CharTokenizer.fit("hello").with_specials([PAD, MASK, EOS])
+    ids = [*char.encode("he"), char.mask_id, *char.encode("llo"), char.eos_id, char.pad_id]
+    assert char.decode(ids) == "he<mask>llo</s><pad>"
+    assert char.decode(ids, skip_special=True) == "hello"
+    assert char.is_special(ids).tolist() == [False, False, True, False, False, False, True, True]
+    # a special between the bytes of one character: the text on each side decodes on its own
+    tok = bpe.with_specials([MASK])
+    e_acute = tok.encode("é").tolist()
+    assert tok.decode(e_acute + [tok.mask_id]) == "é<mask>" and tok.decode([tok.mask_id] + e_acute) == "<mask>é"
+    # WordVocab: <s> and </s> are specials, <unk> stands for a word and stays
+    words = WordVocab.fit("a b").with_specials([PAD])
+    ids = [words.bos_id, 3, 0, words.pad_id, words.eos_id]
+    assert words.decode(ids) == "<s> a <unk> <pad> </s>"
+    assert words.decode(ids, skip_special=True) == "a <unk>"
+    assert words.special_names == (BOS, EOS, PAD) and words.eos_id == 2
+
+
+def test_named_special_ids():
+    tok = CharTokenizer.fit("abc").with_specials([PAD, MASK, CLS, SEP, BOS, EOS])
+    assert [tok.pad_id, tok.mask_id, tok.cls_id, tok.sep_id, tok.bos_id, tok.eos_id] == [3, 4, 5, 6, 7, 8]
+    assert tok.special_id("<cls>") == 5
+    with pytest.raises(ValueError, match=r"no special token '<extra_id_0>' \(it has: <pad>, .*with_specials"):
+        tok.special_id("<extra_id_0>")
+    assert tok.sentinel_ids().tolist() == []
+
+
+def test_specials_are_saved_and_files_without_them_are_unchanged(tmp_path, bpe):
+    for tok in every_tokenizer(bpe):
+        plain = tok.save(tmp_path / "plain.json")
+        assert "specials" not in json.loads(plain.read_text())          # Chapters 1-7's files, as before
+        sp = tok.with_specials(SPECIALS9)
+        p = sp.save(tmp_path / "sp.json")
+        assert json.loads(p.read_text())["specials"] == list(sp.specials)
+        loaded = tokenizers.load(p)
+        assert loaded.special_names == sp.special_names and loaded.vocab_size == sp.vocab_size
+        ids = [*sp.encode("ab"), sp.mask_id, sp.sentinel_ids()[2]]
+        assert loaded.decode(ids) == sp.decode(ids)
+    assert CharTokenizer.fit("ba").to_dict() == {"chars": "ab", "unk": False}
+
+
+def test_truncated_bpe_keeps_its_specials(bpe):
+    tok = bpe.with_specials([PAD, EOS])
+    small = tok.truncated(300)
+    assert small.specials == (PAD, EOS) and small.eos_id == 301 and small.vocab_size == 302
