@@ -75,9 +75,7 @@ class Tokenizer:
         non-empty strings, repeat, or are already text of this tokenizer (`_is_text_token`).
         `builtin`: specials that are part of the text vocabulary itself (WordVocab's <s> and </s>)."""
         specials = tuple(specials)
-        for name in specials:
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"a special token is a non-empty string, got {name!r}")
+        _check_names(specials)
         if len(set(specials)) != len(specials):
             twice = next(s for s in specials if specials.count(s) > 1)
             raise ValueError(f"special token {twice!r} is listed twice")
@@ -101,8 +99,8 @@ class Tokenizer:
             raise TypeError(f"with_specials takes a list of names, got the string {names!r} "
                             f"(write [{names!r}])")
         names = list(names)
-        known = set(self.special_names)
-        new = [n for n in names if not (isinstance(n, str) and n in known)]
+        _check_names(names)
+        new = [n for n in names if n not in self._special_index]
         return type(self).from_dict({**self.to_dict(), "specials": [*self.specials, *new]})
 
     @property
@@ -176,6 +174,12 @@ class Tokenizer:
             return cls.from_dict(d)
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: not a valid {cls.__name__} file ({type(e).__name__}: {e})") from e
+
+
+def _check_names(names) -> None:
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a special token is a non-empty string, got {name!r}")
 
 
 def specials_field(d: dict) -> list[str]:
