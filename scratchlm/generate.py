@@ -113,13 +113,18 @@ def sample_from(probs: np.ndarray, rng: np.random.Generator | None = None) -> np
     return (cdf <= u * cdf[:, -1:]).sum(axis=-1)                  # first v with cdf_v > u
 
 
+def _as_prompt(prompt) -> np.ndarray:
+    ids = np.asarray(prompt, dtype=np.int64)
+    if ids.ndim != 2 or ids.shape[1] == 0:
+        raise ValueError(f"prompt must be (B, T) ids with T >= 1, got shape {ids.shape}")
+    return ids
+
+
 class Context:
     """The sequences decoded so far (B, T) and the model's logits (B, V) for the token after them."""
 
     def __init__(self, model, prompt: np.ndarray, use_cache: bool = True):
-        self.model, self.ids = model, np.asarray(prompt, dtype=np.int64)
-        if self.ids.ndim != 2 or self.ids.shape[1] == 0:
-            raise ValueError(f"prompt must be (B, T) ids with T >= 1, got shape {self.ids.shape}")
+        self.model, self.ids = model, _as_prompt(prompt)
         window = self.ids[:, -model.block_size:]
         self.cache = model.new_cache(len(self.ids)) if use_cache and hasattr(model, "new_cache") else None
         self.logits = self.model_logits(window, self.cache)
@@ -152,7 +157,7 @@ class EncoderDecoderContext(Context):
 
     def __init__(self, model, prompt: np.ndarray, source, source_lengths=None, use_cache: bool = True):
         source = np.asarray(source, dtype=np.int64)
-        n_rows = len(np.asarray(prompt))
+        n_rows = len(_as_prompt(prompt))             # checked before the encoder runs
         if source.ndim != 2 or source.shape[0] != n_rows:
             raise ValueError(f"source must be (B, S) ids with one row per prompt row (B = {n_rows}), "
                              f"got shape {source.shape}")

@@ -145,6 +145,8 @@ class Tokenizer:
     def decode(self, ids, skip_special: bool = False) -> str:
         """The text of `ids`, each special written as its name, or left out with skip_special=True."""
         ids = check_ids(ids, self.vocab_size)
+        if not self._special_index:
+            return self._decode_text(ids)
         special = self.is_special(ids)
         if skip_special or not special.any():
             return self._decode_text(ids[~special])
