@@ -56,6 +56,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from scratchlm.data import pad_sequences
 from scratchlm.rng import get_rng
 
 IGNORE = -1   # the target of a position that is not predicted
@@ -132,7 +133,6 @@ def seq2seq_batch(sources, targets, pad_id: int, start_id: int, eos_id: int | No
 
 
 def _padded(seqs, pad: int) -> tuple[np.ndarray, np.ndarray]:
-    from scratchlm.data import pad_sequences
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     return pad_sequences(seqs, pad=pad), lengths
 

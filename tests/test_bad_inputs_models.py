@@ -201,8 +201,8 @@ CASES = [
      r"sentinel_ids must be distinct, got \[7, 8, 7\]"),
     ("too few sentinels", lambda p: span_corrupt(np.ones((1, 40), np.int64), [7]), ValueError,
      r"row 0 has \d+ spans and needs \d+ sentinels .*1 sentinel_ids were given; add more"),
-    ("noise mask of another shape", lambda p: span_corrupt(np.ones((1, 5), np.int64), [7, 8], noise=np.ones((1, 4), bool)),
-     ValueError, r"noise must be a bool mask of the shape of ids \(1, 5\), got bool \(1, 4\)"),
+    ("noise mask of another shape",
+     lambda p: span_corrupt(np.ones((1, 5), np.int64), [7, 8], noise=np.ones((1, 4), bool)), ValueError, r"noise must be a bool mask of the shape of ids \(1, 5\), got bool \(1, 4\)"),
     ("seq2seq sources and targets differ", lambda p: seq2seq_batch([[1]], [[1], [2]], 0, 1), ValueError,
      r"1 sources but 2 targets"),
     # decoding with eos and a source
