@@ -21,6 +21,20 @@ each, level="word", or one character each, level="char") and builds the two trai
     encoder-decoder   source: the words + </s>;  decoder input: <s> + digits;  targets: digits + </s>
     decoder-only      one sequence "words = digits </s>", trained to predict only the digits and </s>
                       (the prompt "words =" is given at test time)
+
+Evaluating both on held-out numbers with scratchlm.generate (greedy, stopping at </s>):
+
+    task, test = NumberWords(), split_numbers(10**6, n_valid=1000, n_test=1000)["test"]
+    b = task.seq2seq(test)
+    out = generate(t5, np.full((len(test), 1), task.tok.bos_id), 8, temperature=0,
+                   eos_id=task.tok.eos_id, source=b.src, source_lengths=b.src_lengths)
+    task.exact_match(out[:, 1:], test)
+    outputs = [None] * len(test)                 # decoder-only: prompts of one length at a time
+    for rows, prompts in group_by_length(task.prompts(test)):
+        out = generate(gpt, prompts, 8, temperature=0, eos_id=task.tok.eos_id)
+        for r, row in zip(rows, out):
+            outputs[r] = row[prompts.shape[1]:]
+    task.exact_match(outputs, test)
 """
 
 from __future__ import annotations

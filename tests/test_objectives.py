@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from scratchlm.objectives import (IGNORE, bert_mask, seq2seq_batch, span_corrupt, span_noise_mask,
                                   stochastic_round)
-from scratchlm.tokenizers import EOS, PAD, WordVocab, sentinels
+from scratchlm.tokenizers import PAD, WordVocab, sentinels
 
 SD = 4.5   # tolerance in standard deviations: a correct implementation fails one check in ~150,000
 
