@@ -43,7 +43,8 @@ How a row of n tokens is corrupted (`span_noise_mask`):
 stochastic_round(x) is floor(x) + Bernoulli(x - floor(x)), so E[N] = n d exactly whenever the
 clip does not bind (7 <= n for d = 0.15). Given (N, K), every noise mask with N noise tokens in K
 spans is equally likely: a span can start at any position, and the sequence can begin or end with
-kept tokens or with noise. T5's own `random_spans_noise_mask` (and the copies of it, such as
+kept tokens or with noise (the first and last tokens are noise less often than the middle ones, as
+they are covered by spans starting at one place only; at n = 10, with probability 0.106 each). T5's own `random_spans_noise_mask` (and the copies of it, such as
 Hugging Face's run_t5_mlm_flax.py) rounds N and K to the nearest integer and lays out
 kept, noise, kept, noise, ..., noise, so the last token is always noise and the first never is; at
 n = 10 it makes N = 2 (density 0.2), K = 1, and the mask is always the last two tokens.
