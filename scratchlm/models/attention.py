@@ -17,9 +17,9 @@ L is the number of real keys of the sequence: `key_lengths` (B,) ints in [0, Tk]
 (each sequence's real tokens first, padding after: right padding), Tk without padding. Causal queries
 are the last Tq of the Tk positions (Tq < Tk when the earlier keys come from a KV cache) -- PyTorch's
 `is_causal=True` aligns them to the first instead, so with Tq != Tk compare with an explicit mask. A
-query that sees no key (L = 0) gets weights 0, output 0 and gradient 0 instead of NaN (PyTorch's
-scaled_dot_product_attention gives NaN there): the row means "nothing to attend to", and whatever
-reads that position (a padded query) is ignored by the loss anyway.
+query that sees no key (L = 0) gets weights 0, output 0 and gradient 0, not 0/0 = NaN (as PyTorch
+2.13's scaled_dot_product_attention; a softmax over a row of -inf gives NaN): the row means "nothing
+to attend to", and whatever reads that position (a padded query) is ignored by the loss anyway.
 
 The op, in the three layouts the models need (all the same computation, `_attend` and
 `_attend_backward`, one graph node each, the softmax fused in one Numba kernel forward and backward):
