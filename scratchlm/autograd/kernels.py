@@ -401,12 +401,12 @@ def rms_norm_backward(x, weight, rstd, g, dx, dweight):
     N, C = x.shape
     for i in prange(N):
         r = rstd[i]
-        b = 0.0                                      # mean(dxhat * xhat)
+        b = 0.0                                      # mean(dxhat * xhat), summed in float64
         for j in range(C):
-            b += g[i, j] * weight[j] * x[i, j] * r
+            b += (g[i, j] * weight[j]) * (x[i, j] * r)
         b /= C
         for j in range(C):
-            dx[i, j] = r * (g[i, j] * weight[j] - x[i, j] * r * b)
+            dx[i, j] = r * (g[i, j] * weight[j] - (x[i, j] * r) * b)
     _rms_norm_weight_grad(x, rstd, g, dweight)
 
 
