@@ -159,7 +159,10 @@ class Block(Module):
     """One Transformer block: pre-LayerNorm residual sub-layers over the stream (B, T, C).
 
     causal=True: a decoder's block (GPT); causal=False: an encoder's (BERT). cross_attention=True adds
-    the encoder-decoder's sub-layer (T5's decoder) that attends to the encoder's output `memory`."""
+    the encoder-decoder's sub-layer (T5's decoder) that attends to the encoder's output `memory`.
+    `config` is a GPTConfig or any object with its fields n_embd, n_head, dropout, bias, block_size
+    (RoPE's table length), norm, position, rope_base, mlp and gelu. Parameter names: ln_1, attn.c_attn,
+    attn.c_proj, [ln_cross, cross_attn.c_q, cross_attn.c_kv, cross_attn.c_proj,] ln_2, mlp.c_fc, mlp.c_proj."""
 
     def __init__(self, config, layer: int = 0, causal: bool = True, cross_attention: bool = False):
         super().__init__()
