@@ -36,13 +36,17 @@ The op, in the three layouts the models need (all the same computation, `_attend
 
 `return_weights=True` makes each return (output, P), P (B, nh, Tq, Tk) the weights before dropout.
 Dropout (training) zeroes weights of P with probability `dropout` (the mask from scratchlm.rng).
+Chapter 6 builds attention up from `causal_softmax` (one head, exercises 6.1-6.2's kernels) and
+`causal_self_attention_ref` (heads one at a time in Tensor ops); `causal_self_attention` is
+self_attention with causal=True; `scaled_dot_product_attention_ref` is the op in Tensor ops.
 
 Modules (config: any object with n_embd, n_head, dropout, bias, block_size, and for RoPE position
 and rope_base; GPTConfig is one):
 
     SelfAttention(config, layer, causal=True)   c_attn (C -> 3C), c_proj (C -> C)
         forward(x (B, T, C), cache=None, key_lengths=None) -> (B, T, C)
-        with config.position == "rope", q and k are rotated by their positions (F.rope, inside the op)
+        with config.position == "rope", q and k are rotated by their positions inside the op (F.rope's
+        kernel; the cache keeps rotated keys)
     CrossAttention(config, layer)                c_q (C -> C), c_kv (C -> 2C), c_proj (C -> C)
         forward(x (B, Tq, C), memory (B, Tk, C), memory_lengths=None, cache=None) -> (B, Tq, C)
 
