@@ -11,8 +11,8 @@ step's matrix-product FLOPs / time) against NumPy's measured float32 GEMM throug
 and PyTorch are all limited to `--threads` threads, set before NumPy is imported.
 
 The PyTorch twin (`torch_gpt_loss`) is a functional forward over the scratchlm model's own
-parameter arrays, with torch's scaled_dot_product_attention (as nanoGPT); the parity test in
-tests/test_gpt.py uses it too.
+parameter arrays, with torch's scaled_dot_product_attention (as nanoGPT), made of the block twins in
+_common.py; the parity tests in tests/test_gpt.py use it too (GPT-2-style and the modern decoder).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import set_threads, torch_adamw, torch_parameters  # noqa: E402
+from _common import set_threads, torch_adamw, torch_block, torch_norm, torch_parameters  # noqa: E402
 
 if __name__ == "__main__":  # thread counts must be set before NumPy (and its BLAS) load
     set_threads(default=2)
@@ -48,26 +48,16 @@ except ImportError:  # the benchmark still times scratchlm alone
 # ---------------------------------------------------------------------------------------------
 
 def torch_gpt_loss(params: dict, config, idx, targets=None):
-    """nanoGPT's forward in PyTorch over `params` (names as in scratchlm.models.gpt) -> (logits, loss)."""
-    def ln(x, name):
-        return TF.layer_norm(x, (config.n_embd,), params[f"{name}.weight"], params.get(f"{name}.bias"))
-
-    def linear(x, name):
-        return TF.linear(x, params[f"{name}.weight"], params.get(f"{name}.bias"))
-
+    """nanoGPT's forward in PyTorch over `params` (names as in scratchlm.models.gpt) -> (logits, loss);
+    with the modern decoder's options (RMSNorm, RoPE, SwiGLU) when the config asks for them."""
     B, T = idx.shape
-    C, nh = config.n_embd, config.n_head
-    x = TF.embedding(idx, params["wte.weight"]) + params["wpe.weight"][:T]
+    x = TF.embedding(idx, params["wte.weight"])
+    if config.position == "learned":
+        x = x + params["wpe.weight"][:T]
     for i in range(config.n_layer):
-        h = f"h.{i}"
-        q, k, v = linear(ln(x, f"{h}.ln_1"), f"{h}.attn.c_attn").split(C, dim=2)
-        q, k, v = (t.view(B, T, nh, C // nh).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        y = TF.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + linear(y.transpose(1, 2).reshape(B, T, C), f"{h}.attn.c_proj")
-        u = TF.gelu(linear(ln(x, f"{h}.ln_2"), f"{h}.mlp.c_fc"), approximate=config.gelu)
-        x = x + linear(u, f"{h}.mlp.c_proj")
+        x = torch_block(x, params, f"h.{i}", config)
     head = params["wte.weight"] if config.tie_weights else params["lm_head.weight"]
-    logits = TF.linear(ln(x, "ln_f"), head)
+    logits = TF.linear(torch_norm(x, params, "ln_f", config), head)
     loss = None if targets is None else TF.cross_entropy(logits.view(B * T, -1), targets.view(-1),
                                                          ignore_index=-1)
     return logits, loss

@@ -56,6 +56,14 @@ CASES = {
     "concatenate_axis0": (lambda a, b: F.concatenate([a, b]), [t(2, 3), t(1, 3, seed=1)]),
     "stack": (lambda a, b: F.stack([a, b], axis=-1), [t(2, 3), t(2, 3, seed=1)]),
     "stack_axis0": (lambda a, b: F.stack([a, b, a]), [t(2, 3), t(2, 3, seed=1)]),
+    # the modern decoder's functions (Chapter 9)
+    "rms_norm": (lambda x, w: F.rms_norm(x, w), [t(2, 3, 5), t(5, seed=1)]),
+    "rms_norm_no_weight_offset": (lambda x: F.rms_norm(x + 3.0, eps=1e-3), [t(4, 5)]),
+    "swiglu": (lambda x: F.swiglu(x), [t(2, 3, 8, scale=3)]),
+    "swiglu_after_linear": (lambda x, w: F.swiglu(F.linear(x, w)), [t(3, 4), t(6, 4, seed=1)]),
+    "rope": (lambda x: F.rope(x, *F.rope_tables(5, 4, 10.0)), [t(2, 3, 5, 4)]),
+    "rope_3d_offset": (lambda x: F.rope(x, *F.rope_tables(3, 6, 10000.0, start=11)), [t(2, 3, 6)]),
+    "rope_transposed_input": (lambda x: F.rope(x.transpose(1, 0, 2), *F.rope_tables(3, 2, 10.0)), [t(3, 4, 2)]),
 }
 
 
@@ -210,7 +218,8 @@ def test_float32_kernels_agree_with_float64():
     x32 = x64.astype(np.float32)
     targets = rng.integers(0, 300, 16)
     for fn in (F.softmax, F.log_softmax, F.gelu, lambda v: F.gelu(v, approximate="tanh"), F.layer_norm,
-               lambda v: F.cross_entropy(v, targets)):
+               lambda v: F.cross_entropy(v, targets), F.rms_norm, F.swiglu,
+               lambda v: F.rope(v, *F.rope_tables(16, 300, 10000.0))):
         a, b = Tensor(x32, requires_grad=True), Tensor(x64, requires_grad=True)
         ya, yb = fn(a), fn(b)
         np.testing.assert_allclose(ya.data, yb.data, rtol=1e-5, atol=1e-6)
@@ -246,6 +255,28 @@ def test_errors_name_the_problem():
         F.dropout(x, 1.5)
     with pytest.raises(TypeError, match="floating"):
         F.softmax(np.arange(4))
+    with pytest.raises(ValueError, match=r"rms_norm: weight must have shape \(5,\)"):
+        F.rms_norm(x, np.ones(4))
+    with pytest.raises(ValueError, match=r"swiglu: .* even length; got shape \(3, 5\)"):
+        F.swiglu(x)
+    with pytest.raises(ValueError, match=r"rope: x must be \(\.\.\., T, D\) .*got x \(3, 5\), cos \(3, 2\)"):
+        F.rope(x, *F.rope_tables(3, 4))
+    with pytest.raises(ValueError, match="head size must be even"):
+        F.rope_tables(3, 5)
+
+
+def test_rms_norm_swiglu_rope_values():
+    x = np.array([[3.0, -4.0], [1.0, 1.0]])
+    np.testing.assert_allclose(F.rms_norm(x, eps=0.0).data, x / np.array([[np.sqrt(12.5)], [1.0]]), rtol=1e-15)
+    a = np.array([[0.0, 2.0, -50.0, 5.0, 7.0, 9.0]])                    # gate [0, 2, -50], value [5, 7, 9]
+    np.testing.assert_allclose(F.swiglu(a).data, [[0.0, 2 / (1 + np.exp(-2)) * 7, 0.0]], atol=1e-18)
+    cos, sin = F.rope_tables(3, 2, 10.0)                                  # one pair, angle t (theta_0 = 1)
+    np.testing.assert_allclose(cos[:, 0], np.cos([0, 1, 2]), rtol=1e-15)
+    y = F.rope(np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), cos, sin).data  # rotate (1, 0) and (0, 1)
+    np.testing.assert_allclose(y, [[1, 0], [np.cos(1), np.sin(1)], [-np.sin(2), np.cos(2)]], atol=1e-15)
+    x = np.random.default_rng(0).normal(size=(5, 8))                     # a rotation keeps lengths
+    np.testing.assert_allclose(np.linalg.norm(F.rope(x, *F.rope_tables(5, 8)).data, axis=-1),
+                               np.linalg.norm(x, axis=-1), rtol=1e-14)
 
 
 def test_cross_entropy_backward_twice_and_scaled():

@@ -41,7 +41,21 @@ CASES = {
                          lambda x: x.amax(dim=0).sigmoid() + x.mean(dim=1, keepdim=True).tanh(), [X]),
     "index_repeated": (lambda x: x[np.array([0, 0, 5])] * x[1:3, ::2].sum(),
                        lambda x: x[torch.tensor([0, 0, 5])] * x[1:3, ::2].sum(), [X]),
+    "rms_norm": (lambda x, w: F.rms_norm(x, w), lambda x, w: TF.rms_norm(x, (7,), w, eps=1e-5), [X, W]),
+    "swiglu": (lambda x: F.swiglu(x[:, :6]), lambda x: TF.silu(x[:, :3]) * x[:, 3:6], [X]),
+    "rope": (lambda x: F.rope(x[:, :6].reshape(2, 3, 6), *F.rope_tables(3, 6, 100.0)),
+             lambda x: _torch_rope(x[:, :6].reshape(2, 3, 6), 100.0), [X]),
 }
+
+
+def _torch_rope(x, base):
+    """Rotate-half RoPE written from Hugging Face's LLaMA (cos/sin of each angle repeated for the two
+    halves; x * cos + rotate_half(x) * sin), independently of scratchlm's tables."""
+    T, D = x.shape[-2:]
+    angles = torch.outer(torch.arange(T, dtype=x.dtype), 1.0 / base ** (torch.arange(0, D, 2, dtype=x.dtype) / D))
+    emb = torch.cat([angles, angles], dim=-1)
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * emb.cos() + torch.cat([-x2, x1], dim=-1) * emb.sin()
 
 
 @pytest.mark.parametrize("name", list(CASES))

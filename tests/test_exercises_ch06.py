@@ -4,7 +4,8 @@ Run one exercise with `python -m pytest -m ex6_1 tests/test_exercises_ch06.py`. 
 (6.1, 6.2) are checked on score matrices whose softmax can be worked out on paper; the tests of the
 backward make their attention weights with the forward kernel's NumPy twin (not an exercise), so
 that each test fails only on its own exercise. The block (6.3) is checked by what a residual, pre-LayerNorm
-block must do, and is called before any of its sub-layers.
+block must do, and is called before any of its sub-layers; the same block serves Chapter 9's encoder
+(padded batches: key_lengths) and encoder-decoder (a cross-attention sub-layer), checked last.
 """
 
 import math
@@ -205,7 +206,7 @@ def test_block_hands_the_kv_cache_to_its_attention():
         second = block(Tensor(x.data[:, 2:]), cache).data
         whole = block(x).data
     np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, rtol=1e-12, atol=1e-12,
-                               err_msg="pass `cache` on to the attention: self.attn(self.ln_1(x), cache)")
+                               err_msg="pass `cache` on to the attention: self.attn(self.ln_1(x), cache, key_lengths)")
 
 
 @pytest.mark.ex6_3
@@ -217,3 +218,37 @@ def test_block_is_attention_then_mlp_each_with_its_own_layernorm():
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12,
                                err_msg="x = x + attn(ln_1(x)); then x = x + mlp(ln_2(x)) on the updated x")
 
+
+
+def tiny_block_of(**kind) -> Block:
+    block = Block(GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=2, n_embd=8, bias=True), layer=0, **kind)
+    rng = np.random.default_rng(3)
+    for p in block.parameters():
+        p.data = rng.normal(size=p.shape) * (0.3 if p.ndim == 2 else 1.0)
+    return block.eval()
+
+
+@pytest.mark.ex6_3
+def test_block_hands_key_lengths_to_its_attention():
+    # A padded batch (Chapter 9's encoder): sequence 1 has 2 real tokens, then padding. Whatever the
+    # padding holds, the real positions' outputs must not change -- the attention masks it, if it is told.
+    block, x = tiny_block_of(causal=False), stream()
+    other = x.data.copy()
+    other[1, 2:] = 50.0
+    lengths = np.array([4, 2])
+    a, b = block(x, key_lengths=lengths).data, block(Tensor(other), key_lengths=lengths).data
+    np.testing.assert_allclose(b[1, :2], a[1, :2], rtol=1e-12, atol=1e-12,
+                               err_msg="pass key_lengths on to the attention: self.attn(self.ln_1(x), cache, key_lengths)")
+
+
+@pytest.mark.ex6_3
+def test_a_block_with_cross_attention_adds_it_between_attention_and_mlp():
+    block, x = tiny_block_of(cross_attention=True), stream()
+    memory = Tensor(np.random.default_rng(4).normal(size=(2, 5, 8)))
+    got = block(x, memory=memory).data
+    h = x.data + block.attn(block.ln_1(x)).data                          # self-attention sub-layer
+    h = h + block.cross_attn(block.ln_cross(Tensor(h)), memory).data     # cross-attention sub-layer
+    want = h + block.mlp(block.ln_2(Tensor(h))).data
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12,
+                               err_msg="when self.cross_attn is not None, add x = x + self.cross_attn(self.ln_cross(x), "
+                                       "memory, memory_lengths, cache) after the attention and before the MLP")

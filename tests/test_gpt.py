@@ -1,5 +1,7 @@
 """The GPT (Chapter 6): fused causal-softmax kernels against their NumPy twins, gradient checks,
-parity with an identical PyTorch model, and the KV cache against full recomputation."""
+parity with an identical PyTorch model, and the KV cache against full recomputation; the modern
+decoder's options (Chapter 9: RMSNorm, RoPE, SwiGLU) and the embed / hidden_states / head split.
+The attention op itself is tested in test_attention.py."""
 
 import importlib.util
 from pathlib import Path
@@ -11,10 +13,11 @@ from scratchlm.autograd import Tensor, gradcheck, no_grad
 from scratchlm.models import attention_kernels as K
 import scratchlm.autograd.functional as F
 from scratchlm.models.gpt import (GPT, GPTConfig, causal_self_attention, causal_self_attention_ref, causal_softmax,
-                                  record_attention)
+                                  record_attention, swiglu_hidden)
 from scratchlm.rng import manual_seed
 
 TINY = GPTConfig(vocab_size=7, block_size=6, n_layer=2, n_head=2, n_embd=8)
+MODERN = dict(norm="rmsnorm", position="rope", mlp="swiglu", bias=False)   # LLaMA's changes to GPT-2
 
 
 def tiny_gpt(config=TINY, dtype=np.float64, seed=0) -> GPT:
@@ -126,9 +129,9 @@ def _loss_of_parameters(model, x, y):
     return fn, [Tensor(p.data, requires_grad=True) for _, p in named]
 
 
-@pytest.mark.parametrize("bias", [False, True])
-def test_gpt_gradcheck(bias):
-    config = GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=2, n_embd=4, bias=bias)
+@pytest.mark.parametrize("options", [dict(bias=False), dict(bias=True), MODERN], ids=["gpt2", "bias", "modern"])
+def test_gpt_gradcheck(options):
+    config = GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=2, n_embd=4, **options)
     model = tiny_gpt(config)
     x, y = ids(config, 2, 4, seed=1), ids(config, 2, 4, seed=2)
     y[0, 1] = -1  # ignored position
@@ -246,12 +249,15 @@ def _bench():
     return module
 
 
-@pytest.mark.parametrize("tie_weights,bias", [(True, False), (False, True)])
-def test_matches_pytorch_float64(tie_weights, bias):
+@pytest.mark.parametrize("options", [dict(tie_weights=True, bias=False), dict(tie_weights=False, bias=True),
+                                     MODERN, {**MODERN, "tie_weights": False, "rope_base": 100.0},
+                                     dict(norm="rmsnorm", bias=True), dict(position="rope"),
+                                     dict(mlp="swiglu", bias=True, gelu="none")],
+                         ids=["gpt2", "gpt2_untied_bias", "modern", "modern_untied", "rmsnorm", "rope", "swiglu"])
+def test_matches_pytorch_float64(options):
     torch = pytest.importorskip("torch")
     bench = _bench()
-    config = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, bias=bias,
-                       tie_weights=tie_weights)
+    config = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, **options)
     model = tiny_gpt(config)
     x, y = ids(config, 3, 8, seed=3), ids(config, 3, 8, seed=4)
     y[1, :3] = -1
@@ -272,9 +278,10 @@ def test_matches_pytorch_float64(tie_weights, bias):
 
 # ---- KV cache ---------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("options", [{}, MODERN], ids=["gpt2", "modern"])
 @pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
-def test_kv_cache_matches_full_forward(dtype, tol):
-    model = tiny_gpt(dtype=dtype)
+def test_kv_cache_matches_full_forward(dtype, tol, options):
+    model = tiny_gpt(GPTConfig(**{**TINY.__dict__, **options}), dtype=dtype)
     x = ids(TINY, 3, TINY.block_size)
     with no_grad():
         full = model(x)[0].data                                  # (B, T, V)
@@ -322,3 +329,69 @@ def test_from_checkpoint_reads_a_checkpoint_written_by_train(tmp_path):
     loaded, meta = GPT.from_checkpoint(tmp_path / "run.npz")   # its "config" holds the training settings
     assert loaded.config == model.config and meta["step"] == 2
     np.testing.assert_array_equal(loaded(batch[0])[0].data, model(batch[0])[0].data)
+
+
+def test_from_checkpoint_reads_a_config_saved_before_the_modern_decoder_fields(tmp_path):
+    import json
+
+    from scratchlm.checkpoint import read_checkpoint, save_checkpoint
+    model = tiny_gpt(dtype=np.float32)
+    save_checkpoint(tmp_path / "new.npz", model, config=model.config)
+    meta, arrays = read_checkpoint(tmp_path / "new.npz")
+    for stored in (meta["model_config"], meta["config"]):      # what files written before the fields hold
+        for field in ("norm", "position", "mlp", "rope_base"):
+            del stored[field]
+    np.savez(tmp_path / "old.npz", meta=np.array(json.dumps(meta)), **arrays)
+    loaded, _ = GPT.from_checkpoint(tmp_path / "old.npz")
+    assert loaded.config == model.config
+    x = ids(TINY, 2, 6)
+    np.testing.assert_array_equal(loaded(x)[0].data, model(x)[0].data)
+    meta["model_config"]["attention"] = "flash"                 # an unknown field is still refused
+    np.savez(tmp_path / "odd.npz", meta=np.array(json.dumps(meta)), **arrays)
+    with pytest.raises(ValueError, match="odd.npz: its config is not a GPTConfig"):
+        GPT.from_checkpoint(tmp_path / "odd.npz")
+
+
+# ---- the modern decoder and the body ------------------------------------------------------------
+
+def test_modern_decoder_layers_and_sizes():
+    model = tiny_gpt(GPTConfig(**{**TINY.__dict__, **MODERN}))
+    names = [n for n, _ in model.named_parameters()]
+    assert "wpe.weight" not in names and not any(n.endswith("bias") for n in names)  # RoPE; no biases
+    assert type(model.h[0].ln_1).__name__ == "RMSNorm" and type(model.ln_f).__name__ == "RMSNorm"
+    assert model.h[0].mlp.c_fc.weight.shape == (2 * swiglu_hidden(8), 8)
+    assert model.num_parameters() == model.num_parameters(non_embedding=False)  # no position table
+    assert swiglu_hidden(128) == 344 and swiglu_hidden(32) == 88          # 8C/3 up to a multiple of 8
+    assert abs(3 * 128 * swiglu_hidden(128) / (8 * 128 ** 2) - 1) < 0.01   # the MLP's weights as GELU's
+
+
+def test_rope_model_is_told_positions_by_the_attention():
+    # Without learned positions, a RoPE model still tells "a b" from "b a" at the second position.
+    model = tiny_gpt(GPTConfig(**{**TINY.__dict__, "position": "rope"}))
+    with no_grad():
+        ab, ba = model(np.array([[1, 2, 3]]))[0].data, model(np.array([[2, 1, 3]]))[0].data
+    assert not np.allclose(ab[0, 2], ba[0, 2])
+
+
+@pytest.mark.parametrize("options", [{}, MODERN], ids=["gpt2", "modern"])
+def test_embed_hidden_states_head_compose_to_forward(options):
+    model = tiny_gpt(GPTConfig(**{**TINY.__dict__, **options}))
+    x = ids(TINY, 2, 5)
+    logits, _ = model(x)
+    h = model.hidden_states(model.embed(x))                             # (B, T, C): the body
+    assert h.shape == (2, 5, TINY.n_embd)
+    np.testing.assert_array_equal(model.head(h).data, logits.data)
+    # a head on the body (a reward or classifier): gradients reach the body's parameters
+    w = Tensor(np.random.default_rng(0).normal(size=(TINY.n_embd, 1)), requires_grad=True)
+    (model.hidden_states(model.embed(x))[:, -1] @ w).sum().backward()
+    assert w.grad is not None and np.abs(model.h[0].attn.c_attn.weight.grad).sum() > 0
+
+
+def test_config_refuses_unknown_options():
+    for field, value in (("norm", "batchnorm"), ("position", "sinusoidal"), ("mlp", "relu")):
+        with pytest.raises(ValueError, match=f"GPTConfig: {field} must be one of .* got '{value}'"):
+            GPTConfig(**{field: value})
+    with pytest.raises(ValueError, match="head size n_embd / n_head = 3 must be even"):
+        GPTConfig(n_embd=6, n_head=2, position="rope")
+    with pytest.raises(ValueError, match="rope_base must be a number > 0, got 0"):
+        GPTConfig(rope_base=0)

@@ -74,7 +74,35 @@ CASES = {
         (_gelu_x(rng, s, d, kind), rng.normal(size=s[0] * s[1]).astype(d), False), _out(rng, (s[0] * s[1], d))),
     "gelu_backward_tanh": lambda rng, s, d, kind: (
         (_gelu_x(rng, s, d, kind), rng.normal(size=s[0] * s[1]).astype(d), True), _out(rng, (s[0] * s[1], d))),
+    "rms_norm_forward": lambda rng, s, d, kind: (
+        (_ln_x(rng, s, d, kind), rng.normal(size=s[1]).astype(d), 1e-5), _out(rng, (s, d), (s[0], d))),
+    "rms_norm_backward": lambda rng, s, d, kind: _rms_backward_inputs(rng, s, d, kind),
+    "swiglu_forward": lambda rng, s, d, kind: ((_gelu_x(rng, (s[0], 2 * s[1]), d, kind).reshape(s[0], -1),),
+                                               _out(rng, (s, d))),
+    "swiglu_backward": lambda rng, s, d, kind: (
+        (_gelu_x(rng, (s[0], 2 * s[1]), d, kind).reshape(s[0], -1), rng.normal(size=s).astype(d)),
+        _out(rng, ((s[0], 2 * s[1]), d))),
+    "rope_forward": lambda rng, s, d, kind: _rope_inputs(rng, s, d, kind),
 }
+
+
+def _rms_backward_inputs(rng, s, d, kind):
+    # One more column than the shape says: with C = 1, x / rms(x) = sign(x) and the exact gradient is
+    # 0, which the twin's float32 sums happen to hit and the kernel's float64 sums miss by rounding.
+    s = (s[0], s[1] + 1)
+    x, w = _ln_x(rng, s, d, kind), rng.normal(size=s[1]).astype(d)
+    y, rstd = np.empty(s, d), np.empty(s[0], d)
+    K.rms_norm_forward_ref(x, w, 1e-5, y, rstd)
+    return (x, w, rstd, rng.normal(size=s).astype(d)), _out(rng, (s, d), (s[1], d))
+
+
+def _rope_inputs(rng, s, d, kind):
+    """(2, 3, T, D) heads, D even, as a strided view of a wider array (the q of a packed qkv)."""
+    T, D = s[0], 2 * max(1, s[1] // 2)
+    scale = 1e3 if kind == "huge" else 1.0
+    x = (rng.normal(scale=scale, size=(2, T, 3, 2 * D)).astype(d)).transpose(0, 2, 1, 3)[..., :D]
+    angles = rng.uniform(-10, 10, size=(T, D // 2))
+    return (x, np.cos(angles).astype(d), np.sin(angles).astype(d)), _out(rng, ((2, 3, T, D), d))
 
 
 def _ce_backward_inputs(rng, s, d, kind):

@@ -290,3 +290,21 @@ def test_names_shapes_and_outputs_match_torch():
     with torch.no_grad():
         expected = theirs(torch.from_numpy(ids)).numpy()
     np.testing.assert_allclose(ours(ids).data, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_rms_norm_module_matches_torch():
+    torch = pytest.importorskip("torch")
+    from scratchlm.nn import RMSNorm
+    ours = RMSNorm(6, dtype=np.float64)
+    ours.weight.data[:] = np.random.default_rng(0).normal(size=6)
+    theirs = torch.nn.RMSNorm(6, eps=1e-5, dtype=torch.float64)
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})  # same names
+    x = np.random.default_rng(1).normal(size=(2, 3, 6))
+    tx = torch.tensor(x, requires_grad=True)
+    y, ty = ours(Tensor(x)), theirs(tx)
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-12, atol=1e-13)
+    g = np.random.default_rng(2).normal(size=x.shape)
+    y.backward(g)
+    ty.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(), rtol=1e-12, atol=1e-13)
+    assert repr(ours) == "RMSNorm(6, eps=1e-05)" and [n for n, _ in ours.named_parameters()] == ["weight"]

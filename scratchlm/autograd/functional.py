@@ -17,6 +17,10 @@ Functions accept Tensors or arrays (an array is a constant: no gradient flows to
     layer_norm(x, w, b, eps)   (x - mean) / sqrt(var + eps) * w + b over the last axis
     embedding(ids, W)          W[ids]; gradient scatter-added into the rows of W
     dropout(x, p)              x * mask / (1 - p), mask ~ Bernoulli(1 - p) (inverted dropout)
+    rms_norm(x, w, eps)        x / sqrt(mean(x^2) + eps) * w over the last axis          (Chapter 9)
+    swiglu(x)                  silu(a) * b, [a, b] = the two halves of x's last axis     (Chapter 9)
+    rope(x, cos, sin)          rotary position embedding of x (..., T, D), rotate-half    (Chapter 9)
+    rope_tables(T, D, base)    the (cos, sin) tables rope() takes, (T, D/2) each          (Chapter 9)
     where, masked_fill, concatenate, stack
 """
 
@@ -260,6 +264,92 @@ def dropout(x, p: float, training: bool = True, rng=None) -> Tensor:
     u = get_rng(rng).random(x.shape, dtype=np.float32 if x.dtype == np.float32 else np.float64)
     mask = (u >= p).astype(x.dtype) * x.dtype.type(1 / (1 - p))
     return x * mask
+
+
+# ---- the modern decoder's functions (Chapter 9) -------------------------------------------------
+
+def rms_norm(x, weight=None, eps: float = 1e-5) -> Tensor:
+    """Root-mean-square normalisation over the last axis, x / sqrt(mean(x^2) + eps) * weight, as
+    torch.nn.functional.rms_norm (Zhang & Sennrich 2019; LLaMA's norm): LayerNorm without the mean
+    subtracted and without a bias. weight (C,) or None."""
+    x = _floating(_tensor(x), "rms_norm")
+    C = x.shape[-1]
+    w = None if weight is None else _tensor(weight)
+    if w is not None and w.shape != (C,):
+        raise ValueError(f"rms_norm: weight must have shape ({C},) for input {x.shape}, got {w.shape}")
+    w_data = np.ones(C, x.dtype) if w is None else np.asarray(w.data, dtype=x.dtype)
+    x2 = _rows(x.data)
+    y, rstd = np.empty_like(x2), np.empty(len(x2), x.dtype)
+    kernels.rms_norm_forward(x2, w_data, eps, y, rstd)
+
+    def backward(g):
+        dx, dw = np.empty_like(x2), np.empty(C, x.dtype)
+        kernels.rms_norm_backward(x2, w_data, rstd, _rows(g), dx, dw)
+        if x.requires_grad:
+            x._accumulate(dx.reshape(x.shape), owned=True)
+        if w is not None and w.requires_grad:
+            w._accumulate(dw, owned=True)
+    parents = (x,) if w is None else (x, w)
+    return Tensor._make(y.reshape(x.shape), parents, backward, "rms_norm")
+
+
+def swiglu(x) -> Tensor:
+    """silu(a) * b where a, b are the first and second halves of x's last axis: (..., 2H) -> (..., H).
+
+    The gated hidden layer of the SwiGLU MLP (Shazeer 2020), silu(u W) * (u V), with W and V stacked
+    into one matrix so that one matrix product computes both; silu(a) = a sigmoid(a)."""
+    x = _floating(_tensor(x), "swiglu")
+    if x.ndim == 0 or x.shape[-1] % 2:
+        raise ValueError(f"swiglu: the last axis holds the gate and the value side by side, so it must "
+                         f"have even length; got shape {x.shape}")
+    H = x.shape[-1] // 2
+    x2 = _rows(x.data)
+    y = np.empty((len(x2), H), x.dtype)
+    kernels.swiglu_forward(x2, y)
+
+    def backward(g):
+        dx = np.empty_like(x2)
+        kernels.swiglu_backward(x2, _rows(g), dx)
+        x._accumulate(dx.reshape(x.shape), owned=True)
+    return Tensor._make(y.reshape(*x.shape[:-1], H), (x,), backward, "swiglu")
+
+
+def rope_tables(T: int, D: int, base: float = 10000.0, start: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(cos, sin), each (T, D/2) float64, of the angles (start + t) * theta_i, theta_i = base^(-2i/D),
+    for positions start .. start + T - 1: what rope() rotates by (Su et al. 2021)."""
+    if D % 2:
+        raise ValueError(f"rope_tables: the head size must be even (dimensions are rotated in pairs), got {D}")
+    theta = base ** (-np.arange(0, D, 2, dtype=np.float64) / D)               # (D/2,)
+    angles = np.arange(start, start + T, dtype=np.float64)[:, None] * theta   # (T, D/2)
+    return np.cos(angles), np.sin(angles)
+
+
+def _as_heads(a: np.ndarray) -> np.ndarray:
+    """(..., T, D) as the (A, H, T, D) array the rope kernel takes (a view when it can be)."""
+    return a.reshape(-1, 1, *a.shape[-2:]) if a.ndim != 4 else a
+
+
+def rope(x, cos, sin) -> Tensor:
+    """Rotary position embedding of x (..., T, D): the pair (x_i, x_{i+D/2}) of position t is rotated
+    by the angle whose cosine and sine are cos[t, i], sin[t, i] (arrays (T, D/2), see rope_tables).
+
+    The rotate-half convention of GPT-NeoX and LLaMA as Hugging Face writes it (kernels.py). Queries
+    and keys rotated this way have dot products that depend on their positions only through the
+    difference of the two: q_s . k_t = f(q, k, s - t). The gradient is the inverse rotation."""
+    x = _floating(_tensor(x), "rope")
+    T, D = x.shape[-2:] if x.ndim >= 2 else (None, None)
+    if x.ndim < 2 or D % 2 or np.shape(cos) != (T, D // 2) or np.shape(sin) != (T, D // 2):
+        raise ValueError(f"rope: x must be (..., T, D) with D even and cos, sin (T, D/2); got x {x.shape}, "
+                         f"cos {np.shape(cos)}, sin {np.shape(sin)}")
+    cos, sin = np.asarray(cos, x.dtype), np.asarray(sin, x.dtype)
+    y = np.empty(x.shape, x.dtype)
+    kernels.rope_forward(_as_heads(x.data), cos, sin, _as_heads(y))
+
+    def backward(g):
+        dx = np.empty(x.shape, x.dtype)
+        kernels.rope_forward(_as_heads(g), cos, -sin, _as_heads(dx))     # rotate back
+        x._accumulate(dx, owned=True)
+    return Tensor._make(y, (x,), backward, "rope")
 
 
 # ---- selecting and joining ---------------------------------------------------------------------

@@ -20,6 +20,9 @@ input is small (PARALLEL_MIN_SIZE), where waking other threads costs more than i
     cross_entropy_forward_backward  both in one pass (training)
     layer_norm_forward/backward y = (x - mu) / sigma * w + b over the last axis
     gelu_forward/backward       x Phi(x), or its tanh approximation x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))
+    rms_norm_forward/backward   y = x / sqrt(mean(x^2) + eps) * w over the last axis (Chapter 9)
+    swiglu_forward/backward     y = silu(a) * b, [a, b] the two halves of the last axis (Chapter 9)
+    rope_forward                rotary position embedding, rotate-half convention (Chapter 9)
 
 Stability: every softmax and cross-entropy exponential is of x - max(x) <= 0, so nothing overflows
 however large the logits (the log-sum-exp trick); the tanh GELU's gate 1 / (1 + e^(-2u)) relies on
@@ -363,3 +366,143 @@ def gelu_backward_ref(x, g, tanh, out):
         out[...] = g * (s + x * s * (1 - s) * 2 * SQRT_2_OVER_PI * (1 + 3 * GELU_CUBIC * x ** 2))
     else:
         out[...] = g * (0.5 * (1 + _erf(x / np.sqrt(2))) + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi))
+
+
+# ---- RMS normalisation over the last axis (Chapter 9: the modern decoder) -----------------------
+# Zhang & Sennrich (2019), LLaMA's norm: no mean subtracted, no bias. Per row: rstd = 1/sqrt(mean(x^2)
+# + eps), xhat = x rstd, y = xhat * w. Backward, with dxhat = g * w:
+#     dx = rstd * (dxhat - xhat * mean(dxhat * xhat)),    dw = sum over rows of g * xhat.
+# (LayerNorm's backward without the mean(dxhat) term, since no mean was subtracted.) Row sums in
+# float64, as LayerNorm's.
+
+@parallel_kernel
+def rms_norm_forward(x, weight, eps, out, rstd):
+    """out (N, C), rstd (N,) for x (N, C), weight (C,)."""
+    N, C = x.shape
+    for i in prange(N):
+        ms = 0.0
+        for j in range(C):
+            ms += x[i, j] * x[i, j]
+        r = 1.0 / math.sqrt(ms / C + eps)
+        rstd[i] = r
+        for j in range(C):
+            out[i, j] = x[i, j] * r * weight[j]
+
+
+def rms_norm_forward_ref(x, weight, eps, out, rstd):
+    r = 1 / np.sqrt((x.astype(np.float64) ** 2).mean(axis=1) + eps)
+    rstd[...] = r
+    out[...] = x * r[:, None] * weight
+
+
+@parallel_kernel
+def rms_norm_backward(x, weight, rstd, g, dx, dweight):
+    """dx (N, C), dweight (C,) from the forward's saved rstd."""
+    N, C = x.shape
+    for i in prange(N):
+        r = rstd[i]
+        b = 0.0                                      # mean(dxhat * xhat), summed in float64
+        for j in range(C):
+            b += (g[i, j] * weight[j]) * (x[i, j] * r)
+        b /= C
+        for j in range(C):
+            dx[i, j] = r * (g[i, j] * weight[j] - (x[i, j] * r) * b)
+    _rms_norm_weight_grad(x, rstd, g, dweight)
+
+
+@njit(cache=True)
+def _rms_norm_weight_grad(x, rstd, g, dweight):
+    """dweight = sum_i g_i * xhat_i: one sequential pass (threads would collide on dweight)."""
+    dw = np.zeros(x.shape[1])
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            dw[j] += g[i, j] * x[i, j] * rstd[i]
+    dweight[:] = dw
+
+
+def rms_norm_backward_ref(x, weight, rstd, g, dx, dweight):
+    xhat = x * rstd[:, None]
+    dxhat = g * weight
+    dx[...] = rstd[:, None] * (dxhat - xhat * (dxhat * xhat).mean(axis=1, keepdims=True))
+    dweight[...] = (g * xhat).sum(axis=0)
+
+
+# ---- SwiGLU (Chapter 9: the modern decoder's MLP) -----------------------------------------------
+# Shazeer (2020): the MLP's hidden layer is a gated product silu(x W) * (x V). One (C, 2H) matrix
+# computes both halves, a = x W (the gate) and b = x V; this op is the elementwise part:
+#     y = silu(a) * b,  silu(a) = a sigmoid(a) = a / (1 + e^-a),
+#     da = g * b * sigmoid(a) (1 + a (1 - sigmoid(a))),   db = g * silu(a).
+# For a << 0, e^-a overflows to inf and sigmoid(a) = 1 / inf = 0, the right limit.
+
+@parallel_kernel
+def swiglu_forward(x, out):
+    """out (N, H) = silu(x[:, :H]) * x[:, H:] for x (N, 2H)."""
+    N, H = out.shape
+    one = x.dtype.type(1.0)
+    for i in prange(N):
+        for j in range(H):
+            a = x[i, j]
+            out[i, j] = a / (one + numerics.exp(-a)) * x[i, H + j]
+
+
+def _sigmoid_ref(a):
+    with np.errstate(over="ignore"):
+        return 1 / (1 + np.exp(-a))
+
+
+def swiglu_forward_ref(x, out):
+    H = out.shape[1]
+    a, b = x[:, :H], x[:, H:]
+    out[...] = a * _sigmoid_ref(a) * b
+
+
+@parallel_kernel
+def swiglu_backward(x, g, out):
+    """out (N, 2H) = [da, db] from x (N, 2H) and the output gradient g (N, H)."""
+    N, H = g.shape
+    one = x.dtype.type(1.0)
+    for i in prange(N):
+        for j in range(H):
+            a, b = x[i, j], x[i, H + j]
+            s = one / (one + numerics.exp(-a))
+            out[i, j] = g[i, j] * b * s * (one + a * (one - s))
+            out[i, H + j] = g[i, j] * a * s
+
+
+def swiglu_backward_ref(x, g, out):
+    H = g.shape[1]
+    a, b = x[:, :H], x[:, H:]
+    s = _sigmoid_ref(a)
+    out[:, :H] = g * b * s * (1 + a * (1 - s))
+    out[:, H:] = g * a * s
+
+
+# ---- rotary position embedding (Chapter 9: the modern decoder) ----------------------------------
+# Su et al. (2021), in the rotate-half convention of GPT-NeoX and LLaMA (as Hugging Face writes it):
+# a head vector x of size D is split into halves [x1, x2], and each pair (x1_i, x2_i) is turned by
+# the angle t * theta_i of its position t, theta_i = base^(-2i / D):
+#     y = [x1 cos - x2 sin,  x2 cos + x1 sin].
+# A rotation's inverse is its transpose, the rotation by -angle: the backward is the same kernel
+# with -sin. (The interleaved convention of the paper and of Meta's LLaMA code pairs x_2i with
+# x_2i+1 instead; the two differ by a fixed permutation of the head's dimensions.)
+
+@parallel_kernel
+def rope_forward(x, cos, sin, out):
+    """out (A, H, T, D) = x (A, H, T, D) rotated by angles whose cos and sin are (T, D/2).
+
+    x and out may be strided views (the q and k of a packed (B, T, 3C) array)."""
+    A, Hh, T, D = x.shape
+    half = D // 2
+    for a in prange(A):
+        for h in range(Hh):
+            for t in range(T):
+                for i in range(half):
+                    x1, x2 = x[a, h, t, i], x[a, h, t, half + i]
+                    out[a, h, t, i] = x1 * cos[t, i] - x2 * sin[t, i]
+                    out[a, h, t, half + i] = x2 * cos[t, i] + x1 * sin[t, i]
+
+
+def rope_forward_ref(x, cos, sin, out):
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    out[...] = np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)

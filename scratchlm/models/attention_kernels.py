@@ -1,9 +1,9 @@
-"""Fused causal softmax for masked self-attention (Chapter 6), as Numba kernels with NumPy twins.
+"""Fused softmax for attention (Chapters 6 and 9), as Numba kernels with NumPy twins.
 
-Causal attention turns the scores S = Q K^T (one (Tq, Tk) matrix per batch row and head) into
-weights with a softmax that only sees the past. Query i sits at absolute position i + (Tk - Tq)
-(Tq < Tk when earlier keys come from a KV cache, Chapter 7), so key j is visible when
-j <= i + Tk - Tq:
+Attention turns the scores S = Q K^T (one (Tq, Tk) matrix per batch row and head) into weights with
+a softmax over the keys each query may see. Causal attention (Chapter 6) only sees the past. Query i
+sits at absolute position i + (Tk - Tq) (Tq < Tk when earlier keys come from a KV cache, Chapter 7),
+so key j is visible when j <= i + Tk - Tq:
 
     P[i, j] = exp(s * S[i, j] - m_i) / sum_{j' <= i + Tk - Tq} exp(s * S[i, j'] - m_i)   (visible j)
     P[i, j] = 0                                                                      (future j)
@@ -15,6 +15,17 @@ copy of the (B, nh, T, T) scores and no separate array of exponentials (they are
 pass is the softmax Jacobian-vector product, restricted to the visible keys:
 
     dS[i, j] = s * P[i, j] * (dP[i, j] - sum_j' dP[i, j'] P[i, j'])
+
+`causal_softmax_forward/backward` are exactly that (and exercises 6.1, 6.2). Their general sibling,
+`attention_softmax_forward/backward` (Chapter 9), serves every attention of the library: the keys a
+query sees are always a prefix j < hi of the keys,
+
+    hi = min(L_n, i + Tk - Tq + 1)   causal                  (a decoder's self-attention)
+    hi = L_n                         not causal              (an encoder's self-attention, cross-attention)
+
+where L_n (`key_lengths[n]`, 0 <= L_n <= Tk) is the number of real keys of matrix n: a padded batch
+puts each sequence's L real tokens first and padding after (right padding), and padding is never
+attended to. A row with hi <= 0 (a sequence of no real key) gets weights 0, not 0/0 = NaN.
 
 Kernels take (N, Tq, Tk) C-contiguous arrays (callers fold batch and head axes into N) and a
 positive scale in the arrays' dtype, and write into an output array passed last, as the autograd
@@ -102,3 +113,70 @@ def causal_softmax_forward_ref(scores, scale, out):
 def causal_softmax_backward_ref(probs, grad_probs, scale, out):
     """NumPy twin of `causal_softmax_backward` (future entries of P are 0, so they get 0)."""
     out[...] = scale * probs * (grad_probs - (grad_probs * probs).sum(axis=-1, keepdims=True))
+
+
+# ---- the general sibling: causal or not, padded or not (Chapter 9) ------------------------------
+# The same loops as the causal kernels above, with the visible prefix hi computed per row; for a
+# causal, unpadded batch they give the same bits.
+
+@njit(cache=True, fastmath=FAST)
+def attention_softmax_forward(scores, scale, causal, key_lengths, out):
+    """out (N, Tq, Tk) = attention weights of scores (N, Tq, Tk); query i of matrix n sees keys
+    j < hi = min(key_lengths[n], i + Tk - Tq + 1) if causal else key_lengths[n] (int64 (N,))."""
+    N, Tq, Tk = scores.shape
+    offset = Tk - Tq
+    for n in range(N):
+        for i in range(Tq):
+            visible = min(key_lengths[n], i + offset + 1) if causal else key_lengths[n]
+            p = out[n, i]
+            if visible <= 0:                       # no key to attend to: weights 0, output 0
+                p[:] = 0.0
+                continue
+            row = scores[n, i, :visible]
+            shift = numerics.row_max(row) * scale  # scale > 0, so max(s * S) = s * max(S)
+            total = scores.dtype.type(0.0)
+            for j in range(visible):
+                p[j] = numerics.exp(row[j] * scale - shift)
+                total += p[j]
+            inv = scores.dtype.type(1.0) / total
+            for j in range(visible):
+                p[j] *= inv
+            p[visible:] = 0.0
+
+
+@njit(cache=True, fastmath=FAST)
+def attention_softmax_backward(probs, grad_probs, scale, causal, key_lengths, out):
+    """out (N, Tq, Tk) = dL/dscores from the weights P and dL/dP; 0 on keys the query does not see."""
+    N, Tq, Tk = probs.shape
+    offset = Tk - Tq
+    for n in range(N):
+        for i in range(Tq):
+            visible = max(0, min(key_lengths[n], i + offset + 1) if causal else key_lengths[n])
+            p, g, d = probs[n, i], grad_probs[n, i], out[n, i]
+            dot = numerics.row_dot(g[:visible], p[:visible])
+            for j in range(visible):
+                d[j] = scale * p[j] * (g[j] - dot)
+            d[visible:] = 0.0
+
+
+def attention_mask(Tq: int, Tk: int, causal: bool, key_lengths: np.ndarray) -> np.ndarray:
+    """(N, Tq, Tk) boolean mask, True where query i of matrix n may attend to key j."""
+    visible = np.arange(Tk) < np.asarray(key_lengths)[:, None, None]         # (N, 1, Tk)
+    return visible & causal_mask(Tq, Tk) if causal else np.broadcast_to(visible, (len(key_lengths), Tq, Tk))
+
+
+def attention_softmax_forward_ref(scores, scale, causal, key_lengths, out):
+    """NumPy twin of `attention_softmax_forward`: mask with -inf, a stable softmax, 0 for empty rows."""
+    mask = attention_mask(*scores.shape[-2:], causal, key_lengths)
+    z = np.where(mask, scores * scale, -np.inf)
+    m = z.max(axis=-1, keepdims=True)
+    e = np.exp(z - np.where(np.isfinite(m), m, 0))                            # empty rows: e = 0
+    total = e.sum(axis=-1, keepdims=True)
+    out[...] = e / np.where(total > 0, total, 1)
+
+
+def attention_softmax_backward_ref(probs, grad_probs, scale, causal, key_lengths, out):
+    """NumPy twin of `attention_softmax_backward` (unseen entries of P are 0, so they get 0)."""
+    mask = attention_mask(*probs.shape[-2:], causal, key_lengths)
+    g = np.where(mask, grad_probs, 0)
+    out[...] = scale * probs * (g - (g * probs).sum(axis=-1, keepdims=True))

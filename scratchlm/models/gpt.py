@@ -1,4 +1,5 @@
-"""A GPT-style decoder-only Transformer language model (Chapter 6; decoded in Chapter 7).
+"""A GPT-style decoder-only Transformer language model (Chapter 6; decoded in Chapter 7; the
+modern decoder and the block shared with the encoder and the encoder-decoder in Chapter 9).
 
 The model reads ids x_1..x_T and predicts every next id at once:
 
@@ -7,17 +8,38 @@ The model reads ids x_1..x_T and predicts every next id at once:
     h   = h + MLP(LayerNorm(h))                          MLP(u) = W_2 GELU(W_1 u), 4C wide
     p(x_{t+1} | x_<=t) = softmax(LayerNorm(h_t) E^T)     output head tied to the token embedding
 
+in three steps a later chapter can take apart (a classification or reward head reads the body):
+
+    x = model.embed(idx)            (B, T) ids -> (B, T, C)    token (+ position) embeddings, dropout
+    h = model.hidden_states(x)      (B, T, C) -> (B, T, C)     the blocks and the final norm (the body)
+    logits = model.head(h)          (B, T, C) -> (B, T, V)     the language-model head
+
 Causal multi-head self-attention splits C = n_embd into n_head heads of size hs = C / n_head; each
 head mixes the values of the positions it may see, weighted by how well their keys match its query:
 
     Attention_head(u) = softmax_causal(Q K^T / sqrt(hs)) V,   Q, K, V = u W_q, u W_k, u W_v
 
-and the heads' outputs are concatenated and projected back to C. The causal softmax (mask, scale,
-normalise) is one fused Numba kernel, forward and backward (`attention_kernels.py`), and the whole
-of attention is one graph node around it and two batched matrix products (four in the backward)
-(`causal_self_attention`, the counterpart of PyTorch's scaled_dot_product_attention), with its
-backward pass written out. GELU is GPT-2's tanh approximation unless the config asks for the
-exact erf form (nanoGPT's choice); both are in scratchlm.autograd.functional.gelu.
+and the heads' outputs are concatenated and projected back to C. The attention op, its modules and
+the KV cache live in attention.py (one op for causal, bidirectional, padded and cross attention;
+the softmax fused in one Numba kernel forward and backward, attention_kernels.py). GELU is GPT-2's
+tanh approximation unless the config asks for the exact erf form (nanoGPT's choice).
+
+`Block` is the one Transformer block of the library: pre-LayerNorm residual sub-layers, its
+self-attention causal (a decoder) or bidirectional (an encoder, Chapter 9's BERT), with an optional
+cross-attention sub-layer between self-attention and MLP (an encoder-decoder's decoder, T5):
+
+    Block(config, layer, causal=True, cross_attention=False)
+    block(x, cache=None, key_lengths=None, memory=None, memory_lengths=None) -> x   (B, T, C)
+
+The modern decoder (Chapter 9; LLaMA's changes to GPT-2) is a choice of config fields:
+
+    norm="rmsnorm"     RMSNorm (x / rms(x) * w, no mean, no bias) instead of LayerNorm
+    position="rope"    rotary position embeddings of q and k in every attention instead of wpe
+                       (rotate-half convention of GPT-NeoX / LLaMA in Hugging Face, base rope_base)
+    mlp="swiglu"       W_2 (silu(W u) * (V u)), hidden size H = 8C/3 rounded up to a multiple of 8
+                       (LLaMA's rule with its multiple of 256 made 8 for small widths), so that its
+                       3 C H weights match GELU's 8 C^2 (C=128: H=344)
+    bias=False         no biases in Linear and LayerNorm layers (already the default here)
 
 Initialisation follows GPT-2: weights ~ N(0, std 0.02) (GPT-1's), biases 0, and the projections that
 write into the residual stream (attention's and the MLP's c_proj) ~ N(0, std 0.02 / sqrt(2 n_layer))
@@ -33,26 +55,27 @@ To look at what the heads attend to (Chapter 6's figure), run the model inside `
     with no_grad(), record_attention(model) as attention:   # the attention modules, layer by layer
         model(idx)
     P = attention[0].last_weights                            # (B, n_head, T, T) of the first layer
-
-Any module with a `record_weights` flag takes part, so the encoder's bidirectional attention and the
-decoder's cross attention of later chapters record the same way. Outside the block nothing is kept.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 import scratchlm.autograd.functional as F
-from scratchlm.autograd import Tensor, is_grad_enabled, no_grad
+from scratchlm.autograd import Tensor, no_grad
 from scratchlm.checkpoint import load_checkpoint, read_checkpoint
-from scratchlm.models import attention_kernels as kernels
-from scratchlm.nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, init
-from scratchlm.rng import get_rng
+from scratchlm.models.attention import (CrossAttention, KVCache, SelfAttention, causal_self_attention,  # noqa: F401
+                                        causal_self_attention_ref, causal_softmax, record_attention)
+from scratchlm.nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, RMSNorm, init
+
+# Chapters 6 and 7 import the attention pieces from here, as before they moved to attention.py.
+__all__ = ["GPTConfig", "GPT", "Block", "MLP", "norm_layer", "swiglu_hidden", "KVCache", "SelfAttention",
+           "CrossAttention", "causal_self_attention", "causal_self_attention_ref", "causal_softmax",
+           "record_attention"]
 
 
 @dataclass
@@ -66,6 +89,10 @@ class GPTConfig:
     bias: bool = False        # biases in Linear and LayerNorm layers
     tie_weights: bool = True  # output head shares the token-embedding matrix
     gelu: str = "tanh"        # GPT-2's tanh approximation of GELU; "none" for the exact erf form
+    norm: str = "layernorm"   # "rmsnorm": the modern decoder's RMSNorm (Chapter 9)
+    position: str = "learned"  # "rope": rotary position embeddings in the attention, no wpe
+    mlp: str = "gelu"         # "swiglu": the gated MLP W_2 (silu(W u) * V u)
+    rope_base: float = 10000.0  # RoPE's theta_i = rope_base^(-2i / hs)
 
     def __post_init__(self):
         """Refuse a config no model can be built from, naming the field (rather than failing deep inside)."""
@@ -80,196 +107,103 @@ class GPTConfig:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout!r}")
         if self.gelu not in ("tanh", "none"):
             raise ValueError(f"GPTConfig: gelu must be 'tanh' or 'none', got {self.gelu!r}")
+        for name, choices in (("norm", ("layernorm", "rmsnorm")), ("position", ("learned", "rope")),
+                              ("mlp", ("gelu", "swiglu"))):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"GPTConfig: {name} must be one of {choices}, got {getattr(self, name)!r}")
+        if self.position == "rope" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"GPTConfig: position='rope' rotates pairs of dimensions, so the head size "
+                             f"n_embd / n_head = {self.n_embd // self.n_head} must be even")
+        if isinstance(self.rope_base, bool) or not isinstance(self.rope_base, (int, float)) or not self.rope_base > 0:
+            raise ValueError(f"GPTConfig: rope_base must be a number > 0, got {self.rope_base!r}")
 
 
-def causal_softmax(scores: Tensor, scale: float) -> Tensor:
-    """Attention weights softmax(scale * scores) over the keys each query may see; (..., Tq, Tk).
-
-    With Tq < Tk the queries are the last Tq positions (the earlier keys came from a KV cache)."""
-    shape, scale = scores.shape, scores.dtype.type(scale)  # the kernels compute in the scores' dtype
-    s = np.ascontiguousarray(scores.data).reshape(-1, *shape[-2:])  # (B * nh, Tq, Tk)
-    probs = np.empty_like(s)
-    kernels.causal_softmax_forward(s, scale, probs)
-
-    def backward(g):  # the softmax's Jacobian-vector product; future entries get 0
-        ds = np.empty_like(probs)
-        kernels.causal_softmax_backward(probs, np.ascontiguousarray(g).reshape(probs.shape), scale, ds)
-        scores._accumulate(ds.reshape(shape), owned=True)
-    return Tensor._make(probs.reshape(shape), (scores,), backward, "causal_softmax")
+# Fields added after checkpoints were first written: a stored config without them has their defaults.
+_LATER_FIELDS = {"norm", "position", "mlp", "rope_base"}
 
 
-def causal_self_attention(qkv: Tensor, n_head: int, dropout: float = 0.0, cache: KVCache | None = None,
-                          layer: int = 0, return_weights: bool = False) -> Tensor | tuple[Tensor, np.ndarray]:
-    """Multi-head causal self-attention as one graph node: packed (B, T, 3C) -> (B, T, C).
-
-    The same as splitting qkv into heads and writing dropout(causal_softmax(q @ k^T, 1/sqrt(hs))) @ v
-    in Tensor ops (Chapter 6 does that, and the tests check the two agree), but the gradients of q,
-    k and v are written straight into one (B, T, 3C) array instead of being zero-padded and summed,
-    and no intermediate Tensor is kept. `dropout` zeroes attention weights with that probability
-    (training only; the mask comes from scratchlm.rng). With a `cache` (inference) the keys and
-    values of the earlier positions come from it, and these positions' are added to it. With
-    `return_weights` it returns (output, P) where P (B, nh, T, Tk) are the attention weights before
-    dropout (the array the op computes anyway: recording them costs nothing)."""
-    B, T, C3 = qkv.shape
-    C = C3 // 3
-    hs = C // n_head
-    scale = qkv.dtype.type(1.0 / math.sqrt(hs))
-    q, k, v = qkv.data.reshape(B, T, 3, n_head, hs).transpose(2, 0, 3, 1, 4)  # 3 x (B, nh, T, hs) views
-    if cache is not None:
-        if qkv.requires_grad and is_grad_enabled():
-            raise RuntimeError("the KV cache is for inference: no gradient flows through it; use no_grad()")
-        k, v = cache.extend(layer, k, v)                                     # (B, nh, Tk, hs)
-    Tk = k.shape[2]
-    scores = q @ k.swapaxes(-1, -2)                                          # (B, nh, T, Tk)
-    att = np.empty_like(scores)
-    kernels.causal_softmax_forward(scores.reshape(-1, T, Tk), scale, att.reshape(-1, T, Tk))
-    mask = None
-    if dropout > 0:                                                          # inverted dropout on P
-        mask = (get_rng().random(att.shape, dtype=att.dtype) >= dropout) * att.dtype.type(1 / (1 - dropout))
-    y = (att if mask is None else att * mask) @ v                            # (B, nh, T, hs)
-
-    def backward(g):  # g: (B, T, C) -> dq, dk, dv written into their thirds of one array
-        dy = g.reshape(B, T, n_head, hs).transpose(0, 2, 1, 3)              # (B, nh, T, hs)
-        dqkv = np.empty((B, T, 3, n_head, hs), qkv.dtype)
-        dq, dk, dv = dqkv.transpose(2, 0, 3, 1, 4)                          # views, like q, k, v
-        np.matmul((att if mask is None else att * mask).swapaxes(-1, -2), dy, out=dv)  # dV = P^T dY
-        datt = dy @ v.swapaxes(-1, -2)                                       # dP = dY V^T
-        if mask is not None:
-            datt *= mask
-        dscores = np.empty_like(datt)                                        # dS, scale included
-        kernels.causal_softmax_backward(att.reshape(-1, T, T), datt.reshape(-1, T, T), scale,
-                                        dscores.reshape(-1, T, T))
-        np.matmul(dscores, k, out=dq)                                        # dQ = dS K
-        np.matmul(dscores.swapaxes(-1, -2), q, out=dk)                       # dK = dS^T Q
-        qkv._accumulate(dqkv.reshape(B, T, C3), owned=True)
-    out = Tensor._make(y.transpose(0, 2, 1, 3).reshape(B, T, C), (qkv,), backward, "causal_self_attention")
-    return (out, att) if return_weights else out
+def norm_layer(config) -> Module:
+    """The normalisation the config asks for: LayerNorm (GPT-2) or RMSNorm (the modern decoder)."""
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.n_embd)
+    return LayerNorm(config.n_embd, bias=config.bias)
 
 
-def causal_self_attention_ref(qkv: Tensor, n_head: int) -> Tensor:
-    """Tensor-op twin of `causal_self_attention` (no dropout, no cache): one head at a time, the
-    way Chapter 6 builds it; the tests check that the fused op matches it, gradients included."""
-    B, T, C3 = qkv.shape
-    C = C3 // 3
-    hs = C // n_head
-    heads = []
-    for h in range(n_head):
-        q, k, v = (qkv[:, :, i * C + h * hs: i * C + (h + 1) * hs] for i in range(3))  # (B, T, hs) each
-        att = causal_softmax(q @ k.transpose(0, 2, 1), 1.0 / math.sqrt(hs))          # (B, T, T)
-        heads.append(att @ v)                                                        # (B, T, hs)
-    return F.concatenate(heads, axis=-1)                                             # (B, T, C)
-
-
-class KVCache:
-    """Keys and values of the positions processed so far, for every layer (Chapter 7).
-
-    Buffers of shape (n_layer, B, n_head, block_size, hs) are filled left to right; `length` is the
-    number of positions already in them. Inference only: no gradient flows through the cache."""
-
-    def __init__(self, config: GPTConfig, batch_size: int, dtype=np.float32):
-        hs = config.n_embd // config.n_head
-        shape = (config.n_layer, batch_size, config.n_head, config.block_size, hs)
-        self.k, self.v = np.zeros(shape, dtype), np.zeros(shape, dtype)
-        self.length = 0
-
-    def extend(self, layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Write the new positions' k, v (B, nh, T, hs) of `layer` after the `length` cached ones; return
-        all keys and values so far, (B, nh, length + T, hs) each. `length` itself is advanced by the
-        caller (GPT.forward), once every layer has written its share."""
-        # BEGIN SOLUTION 7.2: Extending the KV cache (chapters/ch07_decoding.py §7.7)
-        end = self.length + k.shape[2]
-        self.k[layer, :, :, self.length:end] = k
-        self.v[layer, :, :, self.length:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
-        # END SOLUTION
-
-    def reorder(self, rows: np.ndarray) -> None:
-        """Keep batch rows `rows` (in that order, repeats allowed): beam search follows its beams."""
-        self.k, self.v = self.k[:, rows], self.v[:, rows]
-
-
-@contextmanager
-def record_attention(model: Module):
-    """Within the block, every attention module of `model` keeps the weights of its last forward
-    pass in `.last_weights`, (B, n_head, T_query, T_key). Yields those modules, in model order.
-
-    A module takes part when it has a `record_weights` flag (False by default, so training keeps
-    nothing and pays nothing) and, while it is set, stores its weights in `last_weights`. Chapter 6
-    draws the GPT's; the bidirectional and cross attention of later chapters follow the same rule.
-    The weights stay readable after the block; the flags go back to what they were."""
-    modules = [m for m in model.modules() if hasattr(m, "record_weights")]
-    if not modules:
-        raise ValueError(f"record_attention: {type(model).__name__} has no attention module that can "
-                         "record its weights (one with a `record_weights` flag)")
-    before = [m.record_weights for m in modules]
-    for m in modules:
-        m.record_weights, m.last_weights = True, None
-    try:
-        yield modules
-    finally:
-        for m, flag in zip(modules, before):
-            m.record_weights = flag
-
-
-class CausalSelfAttention(Module):
-    record_weights = False  # set by record_attention(): keep the weights P of the last forward pass
-    last_weights = None     # (B, n_head, T_query, T_key) when recorded
-
-    def __init__(self, config: GPTConfig, layer: int):
-        super().__init__()
-        self.n_head, self.layer, self.attn_dropout = config.n_head, layer, config.dropout
-        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v of all heads
-        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.resid_dropout = Dropout(config.dropout)
-
-    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
-        p = self.attn_dropout if self.training else 0.0
-        y = causal_self_attention(self.c_attn(x), self.n_head, p, cache, self.layer,
-                                  return_weights=self.record_weights)                    # (B, T, C)
-        if self.record_weights:
-            y, self.last_weights = y                                                     # (y, P)
-        return self.resid_dropout(self.c_proj(y))
+def swiglu_hidden(n_embd: int, multiple_of: int = 8) -> int:
+    """SwiGLU's hidden size: 2/3 of GELU's 4C (three matrices instead of two, the same weights),
+    rounded up to a multiple of `multiple_of` (LLaMA's rule, which uses 256)."""
+    hidden = int(2 * 4 * n_embd / 3)
+    return multiple_of * ((hidden + multiple_of - 1) // multiple_of)
 
 
 class MLP(Module):
-    def __init__(self, config: GPTConfig):
+    """The position-wise feed-forward sub-layer: W_2 GELU(W_1 u), 4C wide (GPT-2), or SwiGLU's
+    W_2 (silu(W u) * V u) (config.mlp == "swiglu"), where c_fc holds W and V stacked, (2H, C)."""
+
+    def __init__(self, config):
         super().__init__()
-        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = GELU(approximate=config.gelu)
-        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.swiglu = config.mlp == "swiglu"
+        hidden = swiglu_hidden(config.n_embd) if self.swiglu else 4 * config.n_embd
+        self.c_fc = Linear(config.n_embd, 2 * hidden if self.swiglu else hidden, bias=config.bias)
+        if not self.swiglu:
+            self.gelu = GELU(approximate=config.gelu)
+        self.c_proj = Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = Dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        u = self.c_fc(x)                                      # (B, T, H), or (B, T, 2H) for SwiGLU
+        return self.dropout(self.c_proj(F.swiglu(u) if self.swiglu else self.gelu(u)))
 
 
 class Block(Module):
-    def __init__(self, config: GPTConfig, layer: int):
+    """One Transformer block: pre-LayerNorm residual sub-layers over the stream (B, T, C).
+
+    causal=True: a decoder's block (GPT); causal=False: an encoder's (BERT). cross_attention=True adds
+    the encoder-decoder's sub-layer (T5's decoder) that attends to the encoder's output `memory`.
+    `config` is a GPTConfig or any object with its fields n_embd, n_head, dropout, bias, block_size
+    (RoPE's table length), norm, position, rope_base, mlp and gelu. Parameter names: ln_1, attn.c_attn,
+    attn.c_proj, [ln_cross, cross_attn.c_q, cross_attn.c_kv, cross_attn.c_proj,] ln_2, mlp.c_fc, mlp.c_proj."""
+
+    def __init__(self, config, layer: int = 0, causal: bool = True, cross_attention: bool = False):
         super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config, layer)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = norm_layer(config)
+        self.attn = SelfAttention(config, layer, causal=causal)
+        self.cross_attn = None
+        if cross_attention:
+            self.ln_cross = norm_layer(config)
+            self.cross_attn = CrossAttention(config, layer)
+        self.ln_2 = norm_layer(config)
         self.mlp = MLP(config)
 
-    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+    def forward(self, x: Tensor, cache: KVCache | None = None, key_lengths=None, memory=None,
+                memory_lengths=None) -> Tensor:
         """x (B, T, C) -> (B, T, C): each sub-layer reads the normalised stream and adds to it. The
         KV `cache` (Chapter 7's decoding; None in training) goes on to the attention, which reads and
-        extends it."""
+        extends it; `key_lengths` (B,) are the real tokens of a padded batch (None: no padding).
+
+        A block with cross-attention (Chapter 9) has a third sub-layer between the two, which reads
+        the normalised stream and the encoder's output, x = x + cross_attn(ln_cross(x), memory,
+        memory_lengths, cache); a GPT's blocks have none (self.cross_attn is None)."""
         # BEGIN SOLUTION 6.3: A pre-LayerNorm residual block (chapters/ch06_transformer.py §6.3)
-        x = x + self.attn(self.ln_1(x), cache)
+        x = x + self.attn(self.ln_1(x), cache, key_lengths)
+        if self.cross_attn is not None:
+            x = x + self.cross_attn(self.ln_cross(x), memory, memory_lengths, cache)
         return x + self.mlp(self.ln_2(x))
         # END SOLUTION
 
 
 class GPT(Module):
+    """The decoder-only language model: embed -> hidden_states (blocks, final norm) -> head."""
+
     def __init__(self, config: GPTConfig, dtype=np.float32):
         super().__init__()
         self.config = config
         self.wte = Embedding(config.vocab_size, config.n_embd)
-        self.wpe = Embedding(config.block_size, config.n_embd)
+        if config.position == "learned":           # RoPE puts positions into the attention instead
+            self.wpe = Embedding(config.block_size, config.n_embd)
         self.drop = Dropout(config.dropout)
         self.h = ModuleList(Block(config, i) for i in range(config.n_layer))
-        self.ln_f = LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_f = norm_layer(config)
         self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.wte.weight  # one (V, C) matrix reads and writes tokens
@@ -284,24 +218,28 @@ class GPT(Module):
             elif p.ndim == 2:                      # Linear and Embedding weights
                 init.normal_(p, 0.0, 0.02)
             elif name.endswith("bias"):
-                init.zeros_(p)                     # LayerNorm weights stay 1
+                init.zeros_(p)                     # LayerNorm and RMSNorm weights stay 1
 
     @classmethod
     def from_checkpoint(cls, path) -> tuple[GPT, dict]:
         """(model, metadata) from a file written by save_checkpoint (or by train): the model config
-        stored in it builds the model, then load_checkpoint fills in the weights."""
+        stored in it builds the model, then load_checkpoint fills in the weights. A config saved
+        before the modern-decoder fields existed gets their defaults (GPT-2's choices)."""
         meta, arrays = read_checkpoint(path)          # read once: the config, then the weights
-        config = meta.get("model_config") or meta.get("config")  # files from before model_config: "config"
+        key = "model_config" if meta.get("model_config") is not None else "config"  # older files: "config"
+        config = meta.get(key)
         weights = arrays.get("model/wte.weight")
         if weights is None:
             raise ValueError(f"{path} is not a checkpoint of a GPT: it has no token embedding "
                              f"(model/wte.weight)")
-        if not isinstance(config, dict) or set(config) != {f.name for f in dataclasses.fields(GPTConfig)}:
+        fields = {f.name for f in dataclasses.fields(GPTConfig)}
+        if not isinstance(config, dict) or not set(config) <= fields or not fields - set(config) <= _LATER_FIELDS:
             raise ValueError(f"{path}: its config is not a GPTConfig: {config!r}")
         try:
             config = GPTConfig(**config)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
+        meta = {**meta, key: dataclasses.asdict(config)}  # the later fields' defaults, for the check
         model = cls(config, dtype=weights.dtype)
         return model, load_checkpoint(path, model, contents=(meta, arrays))
 
@@ -313,7 +251,32 @@ class GPT(Module):
         """Parameter count; by default without the position embeddings (nanoGPT's convention: the tied
         token embedding counts, since it is also the output layer)."""
         n = sum(p.size for p in self.parameters())
-        return n - self.wpe.weight.size if non_embedding else n
+        return n - self.wpe.weight.size if non_embedding and hasattr(self, "wpe") else n
+
+    # -- the three steps ---------------------------------------------------------------------------
+
+    def embed(self, idx, start: int = 0) -> Tensor:
+        """idx (B, T) ids at positions start .. start + T - 1 -> (B, T, C): token embeddings, plus the
+        learned position embeddings (with RoPE the positions enter the attention instead), dropout."""
+        x = self.wte(idx)                                   # (B, T, C)
+        if hasattr(self, "wpe"):
+            x = x + self.wpe(np.arange(start, start + idx.shape[1]))  # + (T, C)
+        return self.drop(x)
+
+    def hidden_states(self, x: Tensor, cache: KVCache | None = None, key_lengths=None) -> Tensor:
+        """The body: x (B, T, C) from embed -> (B, T, C), the blocks then the final norm. With a
+        `cache`, x are the positions after the cached ones, and the cache is extended with them.
+        key_lengths (B,): real tokens of a right-padded batch (a causal query never sees the padding
+        after it, so only the padded positions' own outputs differ, which a loss ignores)."""
+        for block in self.h:
+            x = block(x, cache, key_lengths)
+        if cache is not None:
+            cache.length += x.shape[1]
+        return self.ln_f(x)
+
+    def head(self, h: Tensor) -> Tensor:
+        """The language-model head: hidden states (B, T, C) -> logits (B, T, V)."""
+        return self.lm_head(h)
 
     def forward(self, idx, targets=None, cache: KVCache | None = None):
         """idx (B, T) ids -> (logits (B, T, V) Tensor, mean cross-entropy in nats or None).
@@ -332,13 +295,7 @@ class GPT(Module):
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens is longer than block_size "
                              f"{self.config.block_size}")
-        pos = np.arange(start, start + T)
-        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C) + (T, C)
-        for block in self.h:
-            x = block(x, cache)
-        if cache is not None:
-            cache.length += T
-        logits = self.lm_head(self.ln_f(x))           # (B, T, V)
+        logits = self.head(self.hidden_states(self.embed(idx, start), cache))  # (B, T, V)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.reshape(B * T, -1), np.asarray(targets).reshape(-1), ignore_index=-1)

@@ -4,6 +4,7 @@ GPT in Chapter 6). Shapes and parameter names follow PyTorch so weights copy acr
     Linear(in, out)      y = x W^T + b            W: (out, in), b: (out,), both ~ U(-k, k), k = 1/sqrt(in)
     Embedding(V, C)      y = W[ids]               W: (V, C) ~ N(0, 1)
     LayerNorm(C)         y = (x - mean) / sqrt(var + eps) * w + b   over the last axis; w = 1, b = 0
+    RMSNorm(C)           y = x / sqrt(mean(x^2) + eps) * w          over the last axis; w = 1 (Chapter 9)
     Dropout(p)           y = x * mask / (1 - p),  mask ~ Bernoulli(1 - p), in training mode only
     Tanh, ReLU, GELU     elementwise; GELU(approximate="tanh") is GPT-2's approximation
 
@@ -66,6 +67,23 @@ class LayerNorm(Module):
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, bias={self.bias is not None}"
+
+
+class RMSNorm(Module):
+    """Root-mean-square normalisation (Zhang & Sennrich 2019), LLaMA's replacement for LayerNorm: no
+    mean subtracted and no bias, only a gain. eps = 1e-5 as LLaMA 2's (torch.nn.RMSNorm's default,
+    eps=None, is the dtype's machine epsilon instead)."""
+
+    def __init__(self, normalized_shape: int, eps: float = 1e-5, dtype=np.float32) -> None:
+        super().__init__()
+        self.normalized_shape, self.eps = normalized_shape, eps
+        self.weight = Parameter(np.ones(normalized_shape, dtype))
+
+    def forward(self, x):
+        return F.rms_norm(x, self.weight, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}"
 
 
 class Dropout(Module):
