@@ -57,7 +57,7 @@ def test_top_p_after_top_k_uses_the_mass_that_is_left():
 
 
 # ---------------------------------------------------------------------------------------------
-# Exercise 7.2: writing new keys and values after the cached ones (models/gpt.py, KVCache.extend)
+# Exercise 7.2: writing new keys and values after the cached ones (models/attention.py, KVCache.extend)
 # ---------------------------------------------------------------------------------------------
 CONFIG = GPTConfig(vocab_size=5, block_size=6, n_layer=2, n_head=2, n_embd=4)  # head size 2
 
