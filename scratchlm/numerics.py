@@ -19,9 +19,10 @@ LLVM sees the code), so it compiles with that kernel's flags, as part of that ke
 the inlining happened when the helpers were compiled in the same process as the kernel and not when
 they came from Numba's on-disk cache: a kernel's float32 results then depended on which functions
 happened to be cached (Chapter 4's perplexity changed in the 9th digit between a first and a second
-run; tests/test_determinism.py). `FAST` is the set of fastmath flags a kernel may compile with
-(`@njit(fastmath=FAST)`, as the attention softmax does) to let LLVM vectorise its row sums; the
-autograd kernels compile without it and sum in index order.
+run; tests/test_determinism.py). The row sums fix their order of additions in the source (8
+interleaved partial sums, below), so they vectorise without fastmath flags and give the same bits in
+any kernel. `FAST` is the set of fastmath flags a kernel may still compile with (the attention
+softmax does).
 
 Why a separate exp: NumPy's own exp is vectorised, Numba's (the C library's) is not, so a float32
 kernel that calls math.exp in its inner loop runs one element at a time. exp32 is range reduction
@@ -145,51 +146,105 @@ def _normal_cdf_typed(x):
 
 
 # ---- one pass over a row -----------------------------------------------------------------------
-# Sums are accumulated in the row's dtype; in a kernel compiled with FAST, float32 rows sum in many
-# interleaved partial sums (what `reassoc` lets LLVM do), otherwise in index order.
+# Sums are accumulated in the row's dtype, in 8 interleaved partial sums written out in the code: the
+# order of the additions is fixed by the source (no `reassoc` needed, so the same bits whatever the
+# kernel's flags), and it is the order a vector unit adds in, so the loops still vectorise.
 
-@njit(cache=True, fastmath=FAST, inline="always")
+@njit(cache=True, inline="always")
 def row_max(row):
     """max_j row_j of a 1-D array (no axis= or keepdims= inside @njit: reduce one row at a time)."""
-    m = row[0]
-    for j in range(1, row.shape[0]):
-        if row[j] > m:
-            m = row[j]
-    return m
+    n = row.shape[0]
+    if n < 8:
+        m = row[0]
+        for j in range(1, n):
+            m = row[j] if row[j] > m else m
+        return m
+    m0, m1, m2, m3, m4, m5, m6, m7 = row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7]
+    full = n - n % 8
+    for j in range(8, full, 8):      # 8 running maxima, as row_sum's partial sums: they vectorise
+        m0 = row[j] if row[j] > m0 else m0
+        m1 = row[j + 1] if row[j + 1] > m1 else m1
+        m2 = row[j + 2] if row[j + 2] > m2 else m2
+        m3 = row[j + 3] if row[j + 3] > m3 else m3
+        m4 = row[j + 4] if row[j + 4] > m4 else m4
+        m5 = row[j + 5] if row[j + 5] > m5 else m5
+        m6 = row[j + 6] if row[j + 6] > m6 else m6
+        m7 = row[j + 7] if row[j + 7] > m7 else m7
+    for j in range(full, n):
+        m0 = row[j] if row[j] > m0 else m0
+    for mk in (m1, m2, m3, m4, m5, m6, m7):
+        m0 = mk if mk > m0 else m0
+    return m0
 
 
-@njit(cache=True, fastmath=FAST, inline="always")
+@njit(cache=True, inline="always")
 def row_sum(a):
-    """sum_j a_j of a 1-D array."""
-    s = a.dtype.type(0.0)
-    for j in range(a.shape[0]):
+    """sum_j a_j of a 1-D array, in 8 interleaved partial sums (s_k adds a_k, a_k+8, ...), then
+    those in pairs: a fixed order of additions, which LLVM turns into one vector add per 8 entries."""
+    n, z = a.shape[0], a.dtype.type(0.0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
+    full = n - n % 8
+    for j in range(0, full, 8):
+        s0 += a[j]
+        s1 += a[j + 1]
+        s2 += a[j + 2]
+        s3 += a[j + 3]
+        s4 += a[j + 4]
+        s5 += a[j + 5]
+        s6 += a[j + 6]
+        s7 += a[j + 7]
+    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    for j in range(full, n):
         s += a[j]
     return s
 
 
-@njit(cache=True, fastmath=FAST, inline="always")
+@njit(cache=True, inline="always")
 def row_dot(a, b):
-    """sum_j a_j b_j of two 1-D arrays of one length."""
-    s = a.dtype.type(0.0)
-    for j in range(a.shape[0]):
+    """sum_j a_j b_j of two 1-D arrays of one length, in the partial sums of row_sum."""
+    n, z = a.shape[0], a.dtype.type(0.0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
+    full = n - n % 8
+    for j in range(0, full, 8):
+        s0 += a[j] * b[j]
+        s1 += a[j + 1] * b[j + 1]
+        s2 += a[j + 2] * b[j + 2]
+        s3 += a[j + 3] * b[j + 3]
+        s4 += a[j + 4] * b[j + 4]
+        s5 += a[j + 5] * b[j + 5]
+        s6 += a[j + 6] * b[j + 6]
+        s7 += a[j + 7] * b[j + 7]
+    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    for j in range(full, n):
         s += a[j] * b[j]
     return s
 
 
-@njit(cache=True, fastmath=FAST, inline="always")
-def row_sum_exp(row, m):
-    """sum_j e^(row_j - m), accumulated in the row's dtype."""
-    s = row.dtype.type(0.0)
-    for j in range(row.shape[0]):
-        s += exp(row[j] - m)
-    return s
-
-
-@njit(cache=True, fastmath=FAST, inline="always")
+@njit(cache=True, inline="always")
 def row_exp_into(row, m, out):
-    """out_j = e^(row_j - m); returns sum_j out_j."""
-    s = row.dtype.type(0.0)
+    """out_j = e^(row_j - m); returns sum_j out_j. Two passes (the exps, then row_sum of them): a
+    loop that only computes exps vectorises, one that also sums them in order does not."""
     for j in range(row.shape[0]):
         out[j] = exp(row[j] - m)
-        s += out[j]
+    return row_sum(out)
+
+
+@njit(cache=True, inline="always")
+def row_sum_exp(row, m):
+    """sum_j e^(row_j - m), accumulated in the row's dtype (in the partial sums of row_sum)."""
+    n, z = row.shape[0], row.dtype.type(0.0)
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
+    full = n - n % 8
+    for j in range(0, full, 8):
+        s0 += exp(row[j] - m)
+        s1 += exp(row[j + 1] - m)
+        s2 += exp(row[j + 2] - m)
+        s3 += exp(row[j + 3] - m)
+        s4 += exp(row[j + 4] - m)
+        s5 += exp(row[j + 5] - m)
+        s6 += exp(row[j + 6] - m)
+        s7 += exp(row[j + 7] - m)
+    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    for j in range(full, n):
+        s += exp(row[j] - m)
     return s
