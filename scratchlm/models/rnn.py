@@ -463,7 +463,8 @@ class BiLM(Module):
         return [np.concatenate([f, b[::-1]], axis=1) for f, b in zip(fwd, bwd)]
 
 
-def blank_logprobs(bilm: BiLM, ids, boundary: int, bptt: int = 500, chunk: int = 2048) -> dict[str, np.ndarray]:
+def blank_logprobs(bilm: BiLM, ids, boundary: int, bptt: int = 500, chunk: int = 2048,
+                   top: int = 5) -> dict[str, np.ndarray]:
     """Fill every position of a stream as a blank, from the left alone and from both sides.
 
     ids (N,) is a stream of sentences (`w1 .. wm </s>` each), `boundary` the id that stands before
@@ -474,7 +475,7 @@ def blank_logprobs(bilm: BiLM, ids, boundary: int, bptt: int = 500, chunk: int =
         ln p(w | left, right) = ln p_fwd(w | ids[:t]) + ln p_bwd(w | ids[t+1:]) - ln Z_t
 
     Returns {"forward", "backward", "both": ln P(ids[t]) under each (N,), and "forward_top",
-    "both_top": the most probable word under each (N,)}; eval mode, no graph.
+    "both_top": the `top` most probable words under each, best first (N, top)}; eval mode, no graph.
     """
     ids = np.asarray(ids, dtype=np.int64).ravel()
     N = len(ids)
@@ -482,7 +483,7 @@ def blank_logprobs(bilm: BiLM, ids, boundary: int, bptt: int = 500, chunk: int =
     fwd = bilm.forward_lm.stream_layers(np.concatenate([[boundary], ids]), bptt)[-1]         # (N + 1, H)
     bwd = bilm.backward_lm.stream_layers(np.concatenate([[boundary], ids[::-1]]), bptt)[-1]  # (N + 1, H)
     out = {k: np.empty(N, np.float64) for k in ("forward", "backward", "both")}
-    out.update(forward_top=np.empty(N, np.int64), both_top=np.empty(N, np.int64))
+    out.update(forward_top=np.empty((N, top), np.int64), both_top=np.empty((N, top), np.int64))
     head = bilm.forward_lm.head
     with no_grad():
         # BEGIN SOLUTION 8.4: Filling a blank from both sides (chapters/ch08_recurrent.py §8.4)
@@ -495,9 +496,17 @@ def blank_logprobs(bilm: BiLM, ids, boundary: int, bptt: int = 500, chunk: int =
             both = F.log_softmax(lf + lb).data                            # the product, renormalised
             pick = np.arange(len(y))
             out["forward"][rows], out["backward"][rows], out["both"][rows] = lf[pick, y], lb[pick, y], both[pick, y]
-            out["forward_top"][rows], out["both_top"][rows] = lf.argmax(axis=1), both.argmax(axis=1)
+            out["forward_top"][rows], out["both_top"][rows] = _best(lf, top), _best(both, top)
         # END SOLUTION
     return out
+
+
+def _best(scores: np.ndarray, k: int) -> np.ndarray:
+    """The indices of the k largest scores of each row, largest first: (n, V) -> (n, k)."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
 
 
 class ScalarMix(Module):
