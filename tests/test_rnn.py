@@ -394,3 +394,22 @@ def test_cell_kernels_give_the_same_bits_compiled_or_loaded_from_the_cache(tmp_p
     assert any((tmp_path / "numba-cache").rglob("*.nbc")), "the first run should have filled the cache"
     for key in runs[0].files:
         np.testing.assert_array_equal(runs[0][key], runs[1][key], err_msg=key)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((np.arange(10), 0, 2), "stream_windows: batch_size must be an integer >= 1, got 0"),
+    ((np.arange(10), 2, 2.5), "stream_windows: bptt must be an integer >= 1, got 2.5"),
+    ((np.arange(10).reshape(2, 5), 1, 2), r"stream_windows: ids must be a 1-D array of integer ids, got shape \(2, 5\)"),
+    ((np.arange(10.0), 1, 2), "stream_windows: ids must be a 1-D array of integer ids, got shape .* dtype float64"),
+    ((np.arange(5), 3, 2), r"stream_windows: 5 ids make streams of 1 ids for batch_size=3; each stream needs at least 2"),
+])
+def test_stream_windows_name_bad_arguments(args, message):
+    with pytest.raises(ValueError, match=message):
+        stream_windows(*args)
+
+
+def test_truncated_bptt_refuses_windows_out_of_order():
+    model = RecurrentLM(RNNConfig(vocab_size=5, n_embd=2, n_hidden=2, n_layer=1))
+    second = stream_windows(np.arange(5), 1, 2, "valid")[1]
+    with pytest.raises(ValueError, match="a window of stream 'valid' that is not its first came before any state"):
+        TruncatedBPTT()(model, second)
