@@ -51,23 +51,30 @@ from scratchlm.train import evaluate, train
 # Settings. Zaremba, Sutskever & Vinyals (2014), "small" non-regularised LSTM: 2 layers of 200, word
 # vectors of 200, 20 unrolled steps, batch 20, every parameter ~ U(-0.1, 0.1), SGD at 1 halved every
 # epoch after the 4th, gradient norm clipped at 5, 13 epochs -> 120.7 valid / 114.5 test. Their loss
-# sums the 20 steps; ours averages the 400 targets of a window, so the same updates are lr 20 and a
-# clipping norm of 0.25 (ZarembaSchedule). What changes: the epochs. A full-softmax epoch costs
-# ~2 minutes on 2 cores (V x H weights at 6 flops each per token), so 13 epochs would take the
-# whole budget three times over; we keep 6 and start halving after the 3rd instead of the 4th,
-# which brings the small learning rates of their last epochs earlier.
+# sums the 20 steps of a window; ours averages its 400 targets, so the same updates are lr 20 and a
+# clipping norm of 0.25 (ZarembaSchedule). What changes is the number of epochs: an epoch is 2,324
+# steps of a full 10,001-word softmax, about 2 minutes on 2 cores (the softmax, V x H weights at 6
+# flops each per token, is most of it), so 13 epochs would take the chapter's whole budget twice
+# over. We keep their schedule and stop after epoch 6: their epochs 7-13 run at 1/8 of the rate
+# and less, and gain about one point of valid perplexity.
 LSTM_MODEL = RNNConfig(cell="lstm", n_embd=200, n_hidden=200, n_layer=2, init_range=0.1)
-LSTM_EPOCHS, LSTM_DECAY_AFTER = 6, 3
-# Elman's RNN: the same shape and recipe, only the cell differs (8.2 compares the two).
+LSTM_EPOCHS, LSTM_DECAY_AFTER, LSTM_LR = 6, 4, 20.0
+# Elman's RNN: the same shape and recipe, only the cell differs (8.2 compares the two), except the
+# rate: at 20 the tanh RNN's updates (up to lr x clip = 5 in norm) wreck it within 100 steps (its
+# loss climbs past ln V); 5 is the largest of 20, 10, 5, 1 that trained steadily in 300 steps.
+# One epoch: the learning curves compare it with the LSTM's first.
 RNN_MODEL = RNNConfig(cell="tanh", n_embd=200, n_hidden=200, n_layer=2, init_range=0.1)
-RNN_EPOCHS, RNN_DECAY_AFTER = 2, 1
-# The biLM: the small LSTM twice (sharing embedding and softmax), both directions in every step.
+RNN_EPOCHS, RNN_DECAY_AFTER, RNN_LR = 1, 1, 5.0
+# The biLM: the small LSTM twice (sharing embedding and softmax); each step trains both directions,
+# so an epoch costs two of the LSTM's. One epoch, at the LSTM's rate.
 BILM_MODEL = LSTM_MODEL
-BILM_EPOCHS, BILM_DECAY_AFTER = 1, 1
-BATCH, BPTT, LR, CLIP, DECAY = 20, 20, 20.0, 0.25, 0.5
+BILM_EPOCHS, BILM_DECAY_AFTER, BILM_LR = 1, 1, 20.0
+BATCH, BPTT, CLIP, DECAY = 20, 20, 0.25, 0.5
 EVAL_BPTT = 500                # evaluation windows (batch 1, state carried): only the speed depends on it
 VANISH_STEPS, VANISH_ROWS = 40, 200   # 8.2: how far back, and over how many positions of valid
 SIMILARITY_USES = 20                  # 8.4: words seen at least this often in test, this many uses each
+BLANK_WEIGHTS = [0.0, 0.25, 0.5, 0.75, 1.0]   # 8.4: weights of the right side tried on valid
+BLANK_VALID_TOKENS = 10_000
 # The literature, on the same split (Mikolov's 10k-word PTB):
 LITERATURE = {
     "KN5": (141.2, "Mikolov et al. 2011, Table 2 (interpolated modified Kneser-Ney 5-gram)"),
@@ -83,17 +90,23 @@ if run.quick:  # seconds: a slice of PTB, small models, one epoch each
     RNN_MODEL = RNNConfig(cell="tanh", n_embd=32, n_hidden=32, n_layer=2)
     BILM_MODEL = LSTM_MODEL
     LSTM_EPOCHS = RNN_EPOCHS = BILM_EPOCHS = 1
+    LSTM_LR = RNN_LR = BILM_LR = 5.0       # small models take smaller steps
     VANISH_STEPS, VANISH_ROWS, SIMILARITY_USES = 12, 16, 5
 results = {"settings": {"lstm": vars(LSTM_MODEL), "rnn": vars(RNN_MODEL), "bilm": vars(BILM_MODEL),
                         "epochs": {"lstm": LSTM_EPOCHS, "rnn": RNN_EPOCHS, "bilm": BILM_EPOCHS},
                         "decay_after": {"lstm": LSTM_DECAY_AFTER, "rnn": RNN_DECAY_AFTER, "bilm": BILM_DECAY_AFTER},
-                        "batch": BATCH, "bptt": BPTT, "lr": LR, "clip": CLIP, "decay": DECAY,
+                        "lr": {"lstm": LSTM_LR, "rnn": RNN_LR, "bilm": BILM_LR},
+                        "batch": BATCH, "bptt": BPTT, "clip": CLIP, "decay": DECAY,
                         "evaluation": "whole split as one stream, batch 1, state carried across windows"}}
 t_start = time.perf_counter()
 
 
 def ppl(nats: float) -> float:
     return math.exp(nats)
+
+
+def epochs(n: int) -> str:
+    return f"{n} epoch" + ("s" if n != 1 else "")
 
 
 def earlier_chapter(name: str, *keys):
@@ -133,7 +146,7 @@ results["by_hand"] = {"h": by_hand, "fused": fused.data.ravel().tolist()}
 # its output unit just learns a probability near 0.
 lines = {split: data.load_lines("ptb", split) for split in ("train", "valid", "test")}
 if run.quick:
-    lines = {"train": lines["train"][:2000], "valid": lines["valid"][:150], "test": lines["test"][:150]}
+    lines = {"train": lines["train"][:600], "valid": lines["valid"][:60], "test": lines["test"][:60]}
 vocab = WordVocab.fit(" ".join(lines["train"]))
 eos = vocab.eos_id
 ids = {split: vocab.encode_lines(ls) for split, ls in lines.items()}                 # w1 .. wm </s> ...
@@ -155,25 +168,28 @@ references = {"KN5": earlier_chapter("ch02_results", "ptb_table", "modified_knes
               "NPLM + KN5": earlier_chapter("ch04_results", "ptb", "mixture", "test_ppl")}
 
 
-def fit(model, loss_fn, windows, valid, epochs: int, decay_after: int, label: str) -> dict:
+def fit(model, loss_fn, windows, valid, epochs: int, decay_after: int, lr: float, label: str) -> dict:
     """Train with SGD and Zaremba's schedule through scratchlm.train.train: one optimiser step per
-    window, one evaluation of `valid` per epoch (and one before training)."""
+    window, one evaluation of `valid` per epoch and one before training (valid None: none, and the log
+    line of each epoch gives only the learning rate and the speed)."""
     steps = len(windows)
     schedule = ZarembaSchedule(max_iters=epochs * steps, lr_decay_iters=epochs * steps, steps_per_epoch=steps,
-                               learning_rate=LR, grad_clip=CLIP, decay_after=decay_after, decay=DECAY,
-                               eval_interval=steps, eval_iters=len(valid))
-    bar = tqdm(total=schedule.max_iters, desc=label, unit="step", mininterval=30, leave=False)
+                               learning_rate=lr, grad_clip=CLIP, decay_after=decay_after, decay=DECAY,
+                               eval_interval=steps)
+    bar = tqdm(total=schedule.max_iters, desc=label, unit="step", mininterval=10, leave=False,
+               disable=None)                    # a progress bar on a terminal only, not in a log file
     order = itertools.count()
 
     def next_window(rng):                       # in order: epoch after epoch over the same windows
         bar.update()
         return windows[next(order) % steps]
     t0 = time.perf_counter()
-    history = train(model, SGD(model.parameters(), lr=LR), next_window, schedule, eval_batches={"valid": valid},
-                    loss_fn=loss_fn, log=lambda line: bar.write(f"{label} {line}"))
+    history = train(model, SGD(model.parameters(), lr=lr), next_window, schedule,
+                    eval_batches={} if valid is None else {"valid": valid}, loss_fn=loss_fn,
+                    log=lambda line: bar.write(f"{label} {line}"))
     bar.close()
     history["seconds"] = time.perf_counter() - t0
-    history["valid_ppl"] = [ppl(v) for v in history["valid"]]
+    history["valid_ppl"] = [ppl(v) for v in history.get("valid", [])]
     history["seconds_per_epoch"] = float(np.mean(history["ms_per_step"][1:])) * steps / 1000
     history["train_loss_per_epoch"] = np.reshape(history.pop("loss"), (epochs, steps)).mean(axis=1).tolist()
     return history
@@ -185,7 +201,8 @@ def stream_ppl(model, split: str) -> float:
 
 
 rnn = RecurrentLM(RNNConfig(**{**vars(RNN_MODEL), "vocab_size": len(vocab)}))
-rnn_history = fit(rnn, TruncatedBPTT(), train_windows, eval_windows["valid"], RNN_EPOCHS, RNN_DECAY_AFTER, "8.1 RNN")
+rnn_history = fit(rnn, TruncatedBPTT(), train_windows, eval_windows["valid"], RNN_EPOCHS, RNN_DECAY_AFTER, RNN_LR,
+                  "8.1 RNN")
 rnn_ppl = {"valid": rnn_history["valid_ppl"][-1], "test": stream_ppl(rnn, "test")}   # valid: the last evaluation
 print(f"8.1 RNN ({rnn.num_parameters():,} parameters): valid perplexity by epoch "
       + ", ".join(f"{v:.1f}" for v in rnn_history["valid_ppl"][1:])
@@ -251,7 +268,8 @@ print(f"8.3 keep: c 0.7 -> {c_keep.item():.4f} (h {h_keep.item():.4f}); write: c
 results["cell_demo"] = {"keep_c": c_keep.item(), "write_c": c_write.item(), "fused_max_diff": float(diff.max())}
 
 lstm = RecurrentLM(RNNConfig(**{**vars(LSTM_MODEL), "vocab_size": len(vocab)}))
-lstm_history = fit(lstm, TruncatedBPTT(), train_windows, eval_windows["valid"], LSTM_EPOCHS, LSTM_DECAY_AFTER, "8.3 LSTM")
+lstm_history = fit(lstm, TruncatedBPTT(), train_windows, eval_windows["valid"], LSTM_EPOCHS, LSTM_DECAY_AFTER, LSTM_LR,
+                   "8.3 LSTM")
 lstm_ppl = {"valid": lstm_history["valid_ppl"][-1], "test": stream_ppl(lstm, "test")}
 print(f"8.3 LSTM ({lstm.num_parameters():,} parameters): valid perplexity by epoch "
       + ", ".join(f"{v:.1f}" for v in lstm_history["valid_ppl"][1:])
@@ -275,11 +293,11 @@ plotting.save(fig, run.out, "ch08_vanishing")
 
 fig, ax = plotting.figure()
 for name, history in (("RNN", rnn_history), ("LSTM", lstm_history)):
-    epochs = np.array(history["step"][1:]) / len(train_windows)
-    ax.plot(epochs, history["valid_ppl"][1:], "o-", label=f"{name} valid (test {results[name.lower()]['test_ppl']:.1f})")
+    at_epoch = np.array(history["step"][1:]) / len(train_windows)
+    ax.plot(at_epoch, history["valid_ppl"][1:], "o-", label=f"{name} valid (test {results[name.lower()]['test_ppl']:.1f})")
 styles = iter([("0.3", "--"), ("0.3", ":"), (plotting.COLORS[3], "--"), (plotting.COLORS[2], ":")])
 for name, value in [("KN5 test (Ch. 2)", references["KN5"]), ("NPLM test (Ch. 4)", references["NPLM"]),
-                    ("Mikolov's RNN test", LITERATURE["RNN"][0]), ("Zaremba's LSTM test", LITERATURE["LSTM"][0])]:
+                    ("Mikolov's RNN test", LITERATURE["RNN"][0]), ("Zaremba's LSTM valid", ZAREMBA_VALID)]:
     color, style = next(styles)
     if value is not None:
         ax.axhline(value, color=color, ls=style, lw=1.2, label=f"{name} {value:.1f}")
@@ -300,21 +318,36 @@ plotting.save(fig, run.out, "ch08_learning_curves")
 bilm = BiLM(RNNConfig(**{**vars(BILM_MODEL), "vocab_size": len(vocab)}))
 reverse = {split: np.concatenate([[eos], v[::-1]]) for split, v in ids.items()}
 bilm_train = list(zip(train_windows, stream_windows(reverse["train"], BATCH, BPTT, "train (backward)")))
-bilm_valid = list(zip(eval_windows["valid"], stream_windows(reverse["valid"], 1, EVAL_BPTT, "valid (backward)")))
-bilm_history = fit(bilm, TruncatedBPTT().bidirectional, bilm_train, bilm_valid, BILM_EPOCHS, BILM_DECAY_AFTER, "8.4 biLM")
+# No evaluation on valid during training (it would read valid twice per epoch): the numbers below
+# are each direction's over test.
+bilm_history = fit(bilm, TruncatedBPTT().bidirectional, bilm_train, None, BILM_EPOCHS, BILM_DECAY_AFTER, BILM_LR,
+                   "8.4 biLM")
 # Every test token as a blank: its log-probability from the left (the forward LM: exactly its stream
 # perplexity), from the right (the backward LM's) and from both, and each one's five best guesses.
-blanks = blank_logprobs(bilm, ids["test"], eos, EVAL_BPTT)
+# Both: p(w | left, right) ~ p_fwd(w | left) p_bwd(w | right) / p(w) by Bayes' rule, were the two
+# sides independent given the word (p(w): the training unigram; without dividing by it the prior
+# would count twice). They are not, and two models that err alike would be believed twice, so the
+# right side's evidence ln p_bwd - ln p(w) gets a weight, tuned on valid (0 is the left alone).
+unigram = np.bincount(ids["train"], minlength=len(vocab)) + 1.0                 # add-one: <s> is never seen
+log_prior = np.log(unigram / unigram.sum())
+valid_part = ids["valid"][:BLANK_VALID_TOKENS]
+weight_curve = [ppl(-blank_logprobs(bilm, valid_part, eos, log_prior, w, EVAL_BPTT, top=0)["both"].mean())
+                for w in BLANK_WEIGHTS]
+best_weight = BLANK_WEIGHTS[int(np.argmin(weight_curve))]
+print(f"8.4 weight of the right side, on the first {valid_part.size:,} valid tokens: "
+      + ", ".join(f"{w:g}: {v:.1f}" for w, v in zip(BLANK_WEIGHTS, weight_curve)) + f" -> {best_weight:g}")
+blanks = blank_logprobs(bilm, ids["test"], eos, log_prior, best_weight, EVAL_BPTT)
 fill = {"forward_ppl": ppl(-blanks["forward"].mean()), "backward_ppl": ppl(-blanks["backward"].mean()),
-        "both_ppl": ppl(-blanks["both"].mean()),
+        "both_ppl": ppl(-blanks["both"].mean()), "weight": best_weight, "weights": BLANK_WEIGHTS,
+        "valid_ppl_by_weight": weight_curve, "valid_tokens": int(valid_part.size),
         "forward_accuracy": float((blanks["forward_top"][:, 0] == ids["test"]).mean()),
         "both_accuracy": float((blanks["both_top"][:, 0] == ids["test"]).mean())}
 bilm_ppl = {"forward": fill["forward_ppl"], "backward": fill["backward_ppl"]}
-print(f"8.4 biLM ({bilm.num_parameters():,} parameters, {BILM_EPOCHS} epoch(s)): test perplexity forward "
+print(f"8.4 biLM ({bilm.num_parameters():,} parameters, {epochs(BILM_EPOCHS)}): test perplexity forward "
       f"{bilm_ppl['forward']:.1f}, backward {bilm_ppl['backward']:.1f}")
 print(f"8.4 filling a blank in test: from the left alone perplexity {fill['forward_ppl']:.1f} "
-      f"(top-1 right {fill['forward_accuracy']:.1%}); from both sides {fill['both_ppl']:.1f} "
-      f"(top-1 right {fill['both_accuracy']:.1%})")
+      f"(top-1 right {fill['forward_accuracy']:.1%}); from both sides (weight {best_weight:g}) "
+      f"{fill['both_ppl']:.1f} (top-1 right {fill['both_accuracy']:.1%})")
 # One example: a test sentence with a word blanked out, the five best guesses of each.
 sentence_end = np.flatnonzero(ids["test"] == eos)
 first, last = sentence_end[2] + 1, sentence_end[3]          # the fourth test sentence
@@ -331,6 +364,8 @@ print(f"8.4 \"{shown}\" ({vocab.words[ids['test'][t_blank]]!r}): left alone gues
 # the same vector wherever the word occurs; the LSTM layers depend on the sentence. Self-similarity
 # (Ethayarajh 2019): the mean cosine between a word's vectors at different occurrences, for words
 # seen at least SIMILARITY_USES times in test, against the mean cosine of random pairs of tokens.
+# Each layer's vectors are centred first (its mean over test subtracted): the LSTM states share a
+# large common direction, which would make every pair of tokens look alike.
 layers = bilm.stream_layers(ids["test"], EVAL_BPTT)
 with no_grad():
     layers.append(ScalarMix(len(layers))(layers).data)
@@ -341,14 +376,18 @@ sim_rng = np.random.default_rng(run.seed)
 uses = [sim_rng.choice(np.flatnonzero(ids["test"] == w), SIMILARITY_USES, replace=False) for w in frequent]
 pairs = sim_rng.integers(0, ids["test"].size, (2, 5000))
 similarity = {"self": [], "random": []}
+def unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
 for layer in layers:
-    unit = layer / np.linalg.norm(layer, axis=1, keepdims=True)
+    layer = layer - layer.mean(axis=0)
     self_sim = []
     for rows in uses:
-        cos = unit[rows] @ unit[rows].T
+        cos = unit(layer[rows]) @ unit(layer[rows]).T
         self_sim.append((cos.sum() - np.trace(cos)) / (len(rows) * (len(rows) - 1)))
     similarity["self"].append(float(np.mean(self_sim)))
-    similarity["random"].append(float(np.mean(np.sum(unit[pairs[0]] * unit[pairs[1]], axis=1))))
+    similarity["random"].append(float(np.mean(np.sum(unit(layer[pairs[0]]) * unit(layer[pairs[1]]), axis=1))))
 for name, s, r in zip(layer_names, similarity["self"], similarity["random"]):
     print(f"8.4 {name}: self-similarity {s:.3f} over {len(uses)} words (random pairs of tokens {r:.3f})")
 results["bilm"] = {"parameters": bilm.num_parameters(), "test_ppl": bilm_ppl, "history": bilm_history,
@@ -378,9 +417,9 @@ plotting.save(fig, run.out, "ch08_bilm")
 table = [("KN5 (Chapter 2)", references["KN5"], LITERATURE["KN5"]),
          ("NPLM (Chapter 4)", references["NPLM"], LITERATURE["NPLM"]),
          ("NPLM + KN5 (Chapter 4)", references["NPLM + KN5"], None),
-         (f"RNN, tanh, 2 x {RNN_MODEL.n_hidden}, {RNN_EPOCHS} epoch(s)", rnn_ppl["test"], LITERATURE["RNN"]),
-         (f"LSTM, 2 x {LSTM_MODEL.n_hidden}, {LSTM_EPOCHS} epochs", lstm_ppl["test"], LITERATURE["LSTM"]),
-         (f"biLM forward direction, {BILM_EPOCHS} epoch(s)", bilm_ppl["forward"], None)]
+         (f"RNN, tanh, 2 x {RNN_MODEL.n_hidden}, {epochs(RNN_EPOCHS)}", rnn_ppl["test"], LITERATURE["RNN"]),
+         (f"LSTM, 2 x {LSTM_MODEL.n_hidden}, {epochs(LSTM_EPOCHS)}", lstm_ppl["test"], LITERATURE["LSTM"]),
+         (f"biLM forward direction, {epochs(BILM_EPOCHS)}", bilm_ppl["forward"], None)]
 for name, ours, (theirs, source) in ((n, o, lit or (None, "")) for n, o, lit in table):
     mine = "left out" if ours is None else f"{ours:6.1f}"
     print(f"8.5 {name:<34} test perplexity {mine}" + (f"   literature {theirs:.1f} ({source})" if theirs else ""))

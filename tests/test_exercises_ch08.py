@@ -181,16 +181,17 @@ def test_each_blank_combines_the_left_and_the_right_prediction():
     manual_seed(1)
     bilm = BiLM(RNNConfig(vocab_size=7, n_embd=3, n_hidden=3, n_layer=1, init_range=0.8), dtype=np.float64)
     ids = np.array([3, 5, 1, 0, 6, 2, 4, 0])
-    got = blank_logprobs(bilm, ids, BOUNDARY, bptt=3, chunk=3, top=2)
+    log_prior = log_softmax(np.random.default_rng(2).standard_normal(7))   # ln p(w), a unigram model
+    got = blank_logprobs(bilm, ids, BOUNDARY, log_prior, weight=0.7, bptt=3, chunk=3, top=2)
     for t in range(len(ids)):
         with no_grad():   # each direction read from scratch: left of t forwards, right of t backwards
             left = bilm.forward_lm.unroll(np.concatenate([[BOUNDARY], ids[:t]])[None])[0].data[0, -1]
             right = bilm.backward_lm.unroll(np.concatenate([[BOUNDARY], ids[t + 1:][::-1]])[None])[0].data[0, -1]
         lf, lb = log_softmax(left), log_softmax(right)
-        both = log_softmax(lf + lb)
-        assert got["forward"][t] == pytest.approx(lf[ids[t]], rel=1e-10), f"t={t}: ln p_fwd(w_t | w_<t)"
-        assert got["backward"][t] == pytest.approx(lb[ids[t]], rel=1e-10), f"t={t}: ln p_bwd(w_t | w_>t)"
-        assert got["both"][t] == pytest.approx(both[ids[t]], rel=1e-10), \
-            f"t={t}: ln of p_fwd * p_bwd renormalised over the vocabulary"
+        both = log_softmax(lf + 0.7 * (lb - log_prior))
+        assert got["forward"][t] == pytest.approx(lf[ids[t]], rel=1e-6), f"t={t}: ln p_fwd(w_t | w_<t)"
+        assert got["backward"][t] == pytest.approx(lb[ids[t]], rel=1e-6), f"t={t}: ln p_bwd(w_t | w_>t)"
+        assert got["both"][t] == pytest.approx(both[ids[t]], rel=1e-6), \
+            f"t={t}: ln of p_fwd * (p_bwd / p(w)) ** weight, renormalised over the vocabulary"
         assert list(got["forward_top"][t]) == list(np.argsort(-lf)[:2]), f"t={t}: the forward LM's best 2"
         assert list(got["both_top"][t]) == list(np.argsort(-both)[:2]), f"t={t}: both directions' best 2"

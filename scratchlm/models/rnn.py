@@ -41,8 +41,9 @@ both directions) and layer j the two directions' states [h_fwd_j(t); h_bwd_j(t)]
 
     ELMo_t = gamma * sum_j s_j [h_fwd_j(t); h_bwd_j(t)],    s = softmax(w)  (`ScalarMix`)
 
-Both directions together also fill a blank: p(w_t | left, right) is proportional to
-p_fwd(w_t | w_<t) p_bwd(w_t | w_>t) (`blank_logprobs`), the bridge to BERT's masked LM (Chapter 9).
+Both directions together also fill a blank: by Bayes' rule p(w_t | left, right) is proportional
+to p_fwd(w_t | w_<t) p_bwd(w_t | w_>t) / p(w_t) when the two sides are independent given the word
+(`blank_logprobs`), the bridge to BERT's masked LM (Chapter 9).
 """
 
 from __future__ import annotations
@@ -464,22 +465,33 @@ class BiLM(Module):
         return [np.concatenate([f, b[::-1]], axis=1) for f, b in zip(fwd, bwd)]
 
 
-def blank_logprobs(bilm: BiLM, ids, boundary: int, bptt: int = 500, chunk: int = 2048,
-                   top: int = 5) -> dict[str, np.ndarray]:
+def blank_logprobs(bilm: BiLM, ids, boundary: int, log_prior, weight: float = 1.0, bptt: int = 500,
+                   chunk: int = 1024, top: int = 5) -> dict[str, np.ndarray]:
     """Fill every position of a stream as a blank, from the left alone and from both sides.
 
     ids (N,) is a stream of sentences (`w1 .. wm </s>` each), `boundary` the id that stands before
-    its first token in both directions (the </s> of Chapter 8's streams). For every t, the forward
-    LM's prediction from ids[:t] and the backward LM's from ids[t+1:] combine as ELMo's biLM
-    suggests, a product of the two directions' distributions, renormalised over the vocabulary:
+    its first token in both directions (the </s> of Chapter 8's streams), log_prior (V,) the
+    unigram log-probabilities ln p(w). For every t, the forward LM's prediction from the left,
+    ids[:t], and the backward LM's from the right, ids[t+1:], combine by Bayes' rule, taking the two
+    sides to be independent given the word: p(w | L, R) ~ p(L | w) p(R | w) p(w), and
+    p(L | w) = p(w | L) p(L) / p(w), so
 
-        ln p(w | left, right) = ln p_fwd(w | ids[:t]) + ln p_bwd(w | ids[t+1:]) - ln Z_t
+        ln p(w | L, R) = ln p_fwd(w | L) + ln p_bwd(w | R) - ln p(w) - ln Z_t
 
+    (without the - ln p(w) the prior would count twice, and frequent words would win every blank).
+    The two sides are not independent, and two models that err alike would be trusted twice, so the
+    right side's evidence ln p_bwd(w | R) - ln p(w) is scaled by `weight` (1: Bayes' rule as above,
+    0: the left alone), a number to tune on held-out text like Chapter 4's mixture weight.
     Returns {"forward", "backward", "both": ln P(ids[t]) under each (N,), and "forward_top",
-    "both_top": the `top` most probable words under each, best first (N, top)}; eval mode, no graph.
+    "both_top": the `top` most probable words under each, best first (N, top), unless top = 0};
+    eval mode, no graph.
     """
     ids = np.asarray(ids, dtype=np.int64).ravel()
-    N = len(ids)
+    N, V = len(ids), bilm.config.vocab_size
+    log_prior = np.asarray(log_prior, dtype=np.float32)
+    if log_prior.shape != (V,) or not np.all(np.isfinite(log_prior)):
+        raise ValueError(f"blank_logprobs: log_prior must be {V} finite log-probabilities (smooth zero counts), "
+                         f"got shape {log_prior.shape}")
     # top-layer states over [boundary] + ids, forward and reversed: row j has read j + 1 inputs
     fwd = bilm.forward_lm.stream_layers(np.concatenate([[boundary], ids]), bptt)[-1]         # (N + 1, H)
     bwd = bilm.backward_lm.stream_layers(np.concatenate([[boundary], ids[::-1]]), bptt)[-1]  # (N + 1, H)
@@ -492,12 +504,13 @@ def blank_logprobs(bilm: BiLM, ids, boundary: int, bptt: int = 500, chunk: int =
         right = bwd[:-1][::-1]           # row N-1-t of bwd has read [boundary] ids[:t:-1]: it predicts ids[t]
         for s in range(0, N, chunk):
             rows, y = slice(s, min(s + chunk, N)), ids[s:s + chunk]
-            lf = F.log_softmax(head(left[rows])).data                      # (n, V) ln p_fwd(. | ids[:t])
+            lf = F.log_softmax(head(left[rows])).data                         # (n, V) ln p_fwd(. | ids[:t])
             lb = F.log_softmax(head(np.ascontiguousarray(right[rows]))).data  # (n, V) ln p_bwd(. | ids[t+1:])
-            both = F.log_softmax(lf + lb).data                            # the product, renormalised
+            both = F.log_softmax(lf + weight * (lb - log_prior)).data        # Bayes, renormalised
             pick = np.arange(len(y))
             out["forward"][rows], out["backward"][rows], out["both"][rows] = lf[pick, y], lb[pick, y], both[pick, y]
-            out["forward_top"][rows], out["both_top"][rows] = _best(lf, top), _best(both, top)
+            if top:
+                out["forward_top"][rows], out["both_top"][rows] = _best(lf, top), _best(both, top)
         # END SOLUTION
     return out
 
