@@ -24,7 +24,7 @@ Every perplexity here is over the whole split read as one stream with the state 
 (batch 1): each token is predicted from everything before it, the literature's protocol. Averaging
 over windows that each start from a zero state would be a different (worse) number.
 
-Run:      python chapters/ch08_recurrent.py [--quick]      (full run: about 25 minutes on 2 cores)
+Run:      python chapters/ch08_recurrent.py [--quick]      (full run: about 21 minutes on 2 cores)
 Figures:  figures/ch08_*.png; numbers in figures/ch08_results.json
 Library:  scratchlm/models/rnn.py, scratchlm/models/rnn_kernels.py, scratchlm/data.py (stream_windows),
           scratchlm/train.py (the training loop, with TruncatedBPTT as its loss_fn)
@@ -53,10 +53,10 @@ from scratchlm.train import evaluate, train
 # epoch after the 4th, gradient norm clipped at 5, 13 epochs -> 120.7 valid / 114.5 test. Their loss
 # sums the 20 steps of a window; ours averages its 400 targets, so the same updates are lr 20 and a
 # clipping norm of 0.25 (ZarembaSchedule). What changes is the number of epochs: an epoch is 2,324
-# steps of a full 10,001-word softmax, about 2 minutes on 2 cores (the softmax, V x H weights at 6
-# flops each per token, is most of it), so 13 epochs would take the chapter's whole budget twice
-# over. We keep their schedule and stop after epoch 6: their epochs 7-13 run at 1/8 of the rate
-# and less, and gain about one point of valid perplexity.
+# steps of a full 10,001-word softmax, over 2 minutes on 2 cores (the softmax and its cross-entropy,
+# V x H weights at 6 flops each per token, are most of it), so 13 epochs would take the chapter's
+# whole budget on their own. We keep their schedule and stop after epoch 6: their epochs 7-13 run
+# at 1/8 of the rate and less, where the model changes little.
 LSTM_MODEL = RNNConfig(cell="lstm", n_embd=200, n_hidden=200, n_layer=2, init_range=0.1)
 LSTM_EPOCHS, LSTM_DECAY_AFTER, LSTM_LR = 6, 4, 20.0
 # Elman's RNN: the same shape and recipe, only the cell differs (8.2 compares the two), except the
