@@ -286,7 +286,7 @@ fig, ax = plotting.figure()
 for name, v in vanishing.items():
     ax.semilogy(ks, v, "o-", ms=3, label=f"{name} (trained)")
 ax.set_xlabel("k (steps back)")
-ax.set_ylabel("||d loss_t / d h_{t-k}||, relative to k = 0")
+ax.set_ylabel("||d loss_t / d h_(t-k)||, relative to k = 0")
 ax.set_title(f"Gradient through time, top layer, geometric mean over {VANISH_ROWS} valid positions")
 ax.legend()
 plotting.save(fig, run.out, "ch08_vanishing")
