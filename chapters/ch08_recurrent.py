@@ -217,27 +217,28 @@ results["rnn"] = {"parameters": rnn.num_parameters(), "valid_ppl": rnn_ppl["vali
 # diag(1 - h^2) W_hh and shrinks geometrically; in the LSTM it also runs along the cell, multiplied by
 # the forget gates, which the model learns to hold near 1 where the past matters.
 def gradient_through_time(model, x, y):
-    """Per row, ||d loss_T / d h_{T-k}|| of the top layer for k = 0 .. T-1 (k along axis 1)."""
-    model.eval()
+    """Per row, ||d loss_T / d h_{T-k}|| of the top layer for k = 0 .. T-1 (k along axis 1). In float64:
+    the RNN's gradients shrink by many orders of magnitude over 40 steps."""
     top, H = model.config.n_layer - 1, model.config.n_hidden
+    f64 = lambda a: Tensor(np.asarray(a.data, dtype=np.float64))  # noqa: E731  (constants: no parameter grads)
+    model.eval()
     with no_grad():
-        emb = model.wte(x)
-        below = model.rnn.forward_layers(emb)[0][top - 1] if top > 0 else emb   # the top layer's input
-    zero = np.zeros((len(x), H), np.float32)
-    xp = model.rnn.project(Tensor(below.data), top)
-    _, hs = recurrence_ref(xp, getattr(model.rnn, f"weight_hh_l{top}"), zero,
-                           zero if model.config.cell == "lstm" else None)
+        below = model.rnn.forward_layers(model.wte(x))[0][top - 1] if top > 0 else model.wte(x)
+        xp = f64(model.rnn.project(below, top))                        # the top layer's input projections
+    model.train()
+    h0 = Tensor(np.zeros((len(x), H)), requires_grad=True)
+    _, hs = recurrence_ref(xp, f64(getattr(model.rnn, f"weight_hh_l{top}")), h0,
+                           np.zeros((len(x), H)) if model.config.cell == "lstm" else None)
     for h in hs:
         h.retain_grad()
-    F.cross_entropy(model.head(hs[-1]), y[:, -1], reduction="sum").backward()   # each row's own loss
-    model.zero_grad()
-    model.train()
+    logits = F.linear(hs[-1], f64(model.head.weight), f64(model.head.bias))
+    F.cross_entropy(logits, y[:, -1], reduction="sum").backward()    # each row's own loss
     return np.stack([np.linalg.norm(hs[-1 - k].grad, axis=1) for k in range(len(hs))], axis=1)
 
 
 def through_time(model, name: str) -> np.ndarray:
     """The geometric mean over VANISH_ROWS valid positions of ||d loss_t / d h_{t-k}|| / (its k = 0 value)."""
-    norms = gradient_through_time(model, x_rows, y_rows).astype(np.float64)
+    norms = gradient_through_time(model, x_rows, y_rows)
     curve = np.exp(np.log(norms).mean(axis=0))
     curve /= curve[0]
     print(f"8.2 {name}: ||d loss_t / d h_t-k|| relative to k = 0: "
