@@ -30,6 +30,10 @@ Batching. A language model learns p(x_{t+1} | x_{<=t}); a batch is B windows of 
 windows shifted by one:  x = ids[s : s+T],  y = ids[s+1 : s+T+1].  `get_batch` samples window starts
 uniformly (training); `iter_batches` walks non-overlapping windows in order (evaluation).
 
+Streams (Chapter 8). A recurrent model carries a state from one window to the next, so its batches
+are not random windows: `stream_windows` cuts the id stream into B parallel streams and walks them
+in order, T steps at a time (truncated backpropagation through time, Zaremba et al.'s batching).
+
 Fixed windows (Chapter 4). A model that reads only the n-1 previous tokens (the NPLM) is trained
 on one row per prediction: `context_windows` turns a stream of sentences into (contexts, targets),
 each sentence's start padded with <s>, and `minibatches` cuts those rows into batches, in order
@@ -45,7 +49,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
@@ -332,6 +336,50 @@ def iter_batches(ids: np.ndarray, batch_size: int, block_size: int) -> Iterator[
         starts = np.arange(first, min(first + batch_size, n_windows)) * block_size  # (B,)
         idx = starts[:, None] + np.arange(block_size)                                # (B, T)
         yield ids[idx].astype(np.int64), ids[idx + 1].astype(np.int64)
+
+
+class StreamWindow(NamedTuple):
+    """One window of truncated backpropagation through time (Chapter 8): B parallel streams, T steps."""
+    x: np.ndarray       # (B, T) int64 ids
+    y: np.ndarray       # (B, T) int64 next ids, y[:, t] = the id after x[:, t] in its stream
+    stream: str         # which stream it is cut from: a recurrent state is carried per stream
+    first: bool         # the stream's first window: start from a fresh state
+
+
+def stream_windows(ids, batch_size: int, bptt: int, stream: str = "train") -> list[StreamWindow]:
+    """Zaremba et al.'s batching for recurrent LMs: the id stream as `batch_size` parallel streams,
+    cut into consecutive windows of `bptt` steps.
+
+    The ids are cut into B equal streams of L = len(ids) // B ids (the last len(ids) - B L are
+    dropped), stream b being ids[b L : (b + 1) L], the rows of a (B, L) array. Window k holds steps
+    k T .. k T + T - 1 of every stream as x and the ids one step later as y; the last window is
+    shorter when L - 1 is not a multiple of T. Row b of window k + 1 continues row b of window k, so a
+    model can carry its state from one window to the next. Every id of a stream but its first is a
+    target exactly once: B (L - 1) targets in all. With B = 1 that is every id but the first.
+
+    stream_windows(np.arange(11), 2, 2)  ->  x [[0, 1], [5, 6]], y [[1, 2], [6, 7]]  (first)
+                                             x [[2, 3], [7, 8]], y [[3, 4], [8, 9]]
+    """
+    ids = np.asarray(ids)
+    for name, value in (("batch_size", batch_size), ("bptt", bptt)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"stream_windows: {name} must be an integer >= 1, got {value!r}")
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"stream_windows: ids must be a 1-D array of integer ids, got shape {ids.shape} "
+                         f"dtype {ids.dtype}")
+    if len(ids) // batch_size < 2:
+        raise ValueError(f"stream_windows: {len(ids)} ids make streams of {len(ids) // batch_size} ids for "
+                         f"batch_size={batch_size}; each stream needs at least 2 (an input and a target)")
+    # BEGIN SOLUTION 8.2: Parallel streams for truncated BPTT (chapters/ch08_recurrent.py §8.1)
+    L = len(ids) // batch_size
+    streams = ids[:batch_size * L].astype(np.int64).reshape(batch_size, L)      # (B, L)
+    windows = []
+    for start in range(0, L - 1, bptt):
+        end = min(start + bptt, L - 1)
+        windows.append(StreamWindow(streams[:, start:end], streams[:, start + 1:end + 1], stream,
+                                    first=start == 0))
+    return windows
+    # END SOLUTION
 
 
 def context_windows(ids, context: int, bos_id: int, eos_id: int) -> tuple[np.ndarray, np.ndarray]:
