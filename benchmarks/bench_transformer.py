@@ -6,7 +6,9 @@ beside identical PyTorch models.
 One step = forward, backward, gradient clipping and an AdamW update, float32, at a CPU-sized
 configuration with Penn Treebank's word vocabulary (10,000 words; Chapter 9 pretrains on PTB):
 n_layer 4 (each stack), n_head 4, n_embd 128, batch 16, no bias, tied embeddings;
-    BERT  sequences of 64 tokens, 15% of them masked-LM targets
+    BERT  sequences of 64 tokens, 15% of them masked-LM targets; "bert" is model(idx, targets,
+          key_lengths) (the head on every position), "bert_mlm" is bert.mlm_loss (the head on the
+          targets only, as BERT's pretraining code; PyTorch's twin gathers the same rows)
     T5    sources of 64 tokens, targets of 16 (the shape of span corruption at density 0.15:
           ~10 noise tokens in ~3 spans -> targets of sentinels + spans + </s>)
 Batches are padded (each row's real length drawn from [T/2, T], targets -1 after it): the models
@@ -61,10 +63,15 @@ def _lm_loss(logits, targets):
                                                          ignore_index=-1)
 
 
-def torch_bert_loss(params: dict, config, idx, targets=None, key_lengths=None):
-    """scratchlm.models.bert.BERT's forward in PyTorch over `params` -> (logits (B, T, V), loss)."""
+def torch_bert_loss(params: dict, config, idx, targets=None, key_lengths=None, gathered: bool = False):
+    """scratchlm.models.bert.BERT's forward in PyTorch over `params` -> (logits (B, T, V), loss);
+    gathered=True: bert.mlm_loss's, the head run only where targets >= 0 -> (logits (n, V), loss)."""
     wte = params["wte.weight"]
     h = torch_stack(TF.embedding(idx, wte), params, "encoder", config, config.n_layer, False, key_lengths)
+    if gathered:
+        rows = (targets.reshape(-1) >= 0).nonzero().squeeze(1)
+        logits = TF.linear(h.reshape(-1, h.shape[-1])[rows], wte)
+        return logits, TF.cross_entropy(logits, targets.reshape(-1)[rows])
     logits = TF.linear(h, wte)                                                # tied masked-LM head
     return logits, _lm_loss(logits, targets)
 
@@ -85,14 +92,14 @@ def torch_t5_loss(params: dict, config, src, src_lengths, dec_in, targets=None):
 # ---------------------------------------------------------------------------------------------
 
 VOCAB, BATCH, SEQ, TARGET_LEN, WARMUP = 10_000, 16, 64, 16, 5
-MODELS = ("bert", "t5")
+MODELS = ("bert", "bert_mlm", "t5")   # bert_mlm: BERT trained through bert.mlm_loss (head on targets only)
 
 
 def make_config(model: str):
     from scratchlm.models.bert import BERTConfig
     from scratchlm.models.t5 import T5Config
     sizes = dict(vocab_size=VOCAB, block_size=SEQ, n_layer=4, n_head=4, n_embd=128)
-    return BERTConfig(**sizes) if model == "bert" else T5Config(**sizes)
+    return T5Config(**sizes) if model == "t5" else BERTConfig(**sizes)
 
 
 def _lengths(rng, T: int, padded: bool) -> np.ndarray:
@@ -105,7 +112,7 @@ def make_batches(model: str, n: int, padded: bool) -> list[tuple]:
     rng = np.random.default_rng(0)
     batches = []
     for _ in range(n):
-        if model == "bert":
+        if model != "t5":
             idx = rng.integers(0, VOCAB, (BATCH, SEQ))
             lengths = _lengths(rng, SEQ, padded)
             chosen = (rng.random((BATCH, SEQ)) < 0.15) & (np.arange(SEQ) < lengths[:, None])
@@ -127,8 +134,9 @@ def step_flops(model: str, config) -> float:
 
     def encoder(T, n_layer):                                    # weights, then QK^T and PV
         return BATCH * T * n_layer * block + n_layer * 2 * BATCH * T * T * C
-    if model == "bert":
-        forward = encoder(SEQ, config.n_layer) + BATCH * SEQ * C * V
+    if model != "t5":
+        head_positions = BATCH * SEQ * (0.15 if model == "bert_mlm" else 1)    # expected, before padding
+        forward = encoder(SEQ, config.n_layer) + head_positions * C * V
     else:
         T, S, L = TARGET_LEN, SEQ, config.n_decoder_layer
         cross = BATCH * T * L * 2 * C * C + BATCH * S * L * 2 * C * C + L * 2 * BATCH * T * S * C  # c_q, c_proj; c_kv; QK^T, PV
@@ -151,7 +159,8 @@ def median_ms(step, batches, warmup: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def scratchlm_step_fn(model, lr: float = 1e-3):
+def scratchlm_step_fn(model, model_name: str, lr: float = 1e-3):
+    from scratchlm.models.bert import mlm_loss
     from scratchlm.optim import clip_grad_norm
     from scratchlm.train import configure_optimizer
 
@@ -160,8 +169,10 @@ def scratchlm_step_fn(model, lr: float = 1e-3):
 
     def step(batch):
         optimizer.zero_grad()
-        if len(batch) == 3:                                      # BERT: idx, targets, key_lengths
+        if model_name == "bert":                                 # idx, targets, key_lengths
             _, loss = model(batch[0], batch[1], key_lengths=batch[2])
+        elif model_name == "bert_mlm":
+            loss, _ = mlm_loss(model, batch)
         else:                                                    # T5: src, src_lengths, dec_in, targets
             _, loss = model(*batch)
         loss.backward()
@@ -170,7 +181,7 @@ def scratchlm_step_fn(model, lr: float = 1e-3):
     return step
 
 
-def torch_step_fn(model, lr: float = 1e-3):
+def torch_step_fn(model, model_name: str, lr: float = 1e-3):
     from scratchlm.train import decayed_parameter_names
 
     params = torch_parameters(model)
@@ -178,9 +189,9 @@ def torch_step_fn(model, lr: float = 1e-3):
 
     def step(batch):
         optimizer.zero_grad(set_to_none=True)
-        if len(batch) == 3:
+        if model_name != "t5":
             idx, targets, lengths = (torch.from_numpy(a) for a in batch)
-            _, loss = torch_bert_loss(params, model.config, idx, targets, lengths)
+            _, loss = torch_bert_loss(params, model.config, idx, targets, lengths, model_name == "bert_mlm")
         else:
             _, loss = torch_t5_loss(params, model.config, *(torch.from_numpy(a) for a in batch))
         loss.backward()
@@ -197,12 +208,12 @@ def time_one(model_name: str, impl: str, steps: int, padded: bool) -> float:
 
     manual_seed(0)
     config = make_config(model_name)
-    model = (BERT if model_name == "bert" else T5)(config, dtype=np.float32)
+    model = (T5 if model_name == "t5" else BERT)(config, dtype=np.float32)
     batches = make_batches(model_name, WARMUP + steps, padded)
     if impl == "torch":
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-        return median_ms(torch_step_fn(model), batches, WARMUP)
-    return median_ms(scratchlm_step_fn(model), batches, WARMUP)
+        return median_ms(torch_step_fn(model, model_name), batches, WARMUP)
+    return median_ms(scratchlm_step_fn(model, model_name), batches, WARMUP)
 
 
 def main() -> None:
@@ -212,7 +223,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="child processes per implementation and model; "
                                                               "the best median counts")
     parser.add_argument("--no-padding", action="store_true", help="full rows: no key padding to mask")
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of bert,t5")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     parser.add_argument("--impl", choices=["scratchlm", "torch"], help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args()
     models = args.models.split(",")
@@ -239,14 +250,14 @@ def main() -> None:
           f"n_embd 128, vocab {VOCAB}, batch {BATCH}; BERT T {SEQ}; T5 S {SEQ}, T {TARGET_LEN}; "
           f"{'full rows' if args.no_padding else 'padded rows'}; {args.threads} threads; best of "
           f"{args.repeats} processes x median of {args.steps} steps")
-    print(f"{'model':<6}{'implementation':<22}{'ms/step':>10}{'GFLOP/s':>10}")
+    print(f"{'model':<10}{'implementation':<22}{'ms/step':>10}{'GFLOP/s':>10}")
     for m in models:
         flops = step_flops(m, make_config(m))
         for impl in impls:
             ms = best[m, impl]
-            print(f"{m:<6}{names[impl]:<22}{ms:>10.1f}{flops / ms / 1e6:>10.1f}")
+            print(f"{m:<10}{names[impl]:<22}{ms:>10.1f}{flops / ms / 1e6:>10.1f}")
         if torch is not None:
-            print(f"{m:<6}ratio scratchlm / PyTorch: {best[m, 'scratchlm'] / best[m, 'torch']:.2f}")
+            print(f"{m:<10}ratio scratchlm / PyTorch: {best[m, 'scratchlm'] / best[m, 'torch']:.2f}")
 
 
 if __name__ == "__main__":

@@ -83,6 +83,10 @@ def test_matches_pytorch_float64(options, padded):
     assert abs(loss.item() - t_loss.item()) < 1e-6 * abs(t_loss.item())
     for name, p in model.named_parameters():
         assert rel(p.grad, params[name].grad.numpy()) < 1e-6, name
+    # the benchmark's twin of mlm_loss: the head on the target rows only, the same loss
+    _, t_gathered = bench.torch_bert_loss(params, cfg, torch.from_numpy(x), torch.from_numpy(y),
+                                          None if lengths is None else torch.from_numpy(lengths), gathered=True)
+    assert abs(t_gathered.item() - t_loss.item()) < 1e-12 * abs(t_loss.item())
 
 
 # ---- gradients --------------------------------------------------------------------------------
@@ -191,3 +195,22 @@ def test_learns_masked_words_through_train_step():
         losses.append(train_step(model, optimizer, [(x, y)])[0])
     # from about log 11 (a uniform guess) to a fraction of log 10 (knowing only which ids occur)
     assert np.mean(losses[:10]) > 2.0 and np.mean(losses[-10:]) < 0.5
+
+
+def test_mlm_loss_equals_the_forward_loss_on_gathered_positions():
+    from scratchlm.models.bert import mlm_loss
+    model = tiny_bert()
+    x, y, lengths = ids(TINY, 3, 8), ids(TINY, 3, 8, seed=1), np.array([8, 6, 3])
+    y[np.random.default_rng(2).random((3, 8)) > 0.3] = -1
+    _, loss = model(x, y, key_lengths=lengths)
+    loss.backward()
+    grads = {n: p.grad.copy() for n, p in model.named_parameters()}
+    model.zero_grad()
+    gathered, n = mlm_loss(model, (x, y, lengths))
+    gathered.backward()
+    assert n == (y >= 0).sum()
+    np.testing.assert_allclose(gathered.item(), loss.item(), rtol=1e-12)
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad, grads[name], rtol=1e-10, atol=1e-13, err_msg=name)
+    with pytest.raises(ValueError, match="mlm_loss: no position has a target"):
+        mlm_loss(model, (x, np.full_like(y, -1)))
