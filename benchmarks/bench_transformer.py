@@ -126,16 +126,17 @@ def make_batches(model: str, n: int, padded: bool) -> list[tuple]:
     return batches
 
 
-def step_flops(model: str, config) -> float:
+def step_flops(model: str, config, batches) -> float:
     """Matrix-product FLOPs of one training step (2 per multiply-add, backward = 2 x forward), padded
-    positions included (both implementations compute them)."""
+    positions included (both implementations compute them); bert_mlm's head on the batches' mean
+    number of targets."""
     C, V = config.n_embd, config.vocab_size
     block = 12 * C * C                                          # c_attn 3C^2, c_proj C^2, MLP 8C^2 per token
 
     def encoder(T, n_layer):                                    # weights, then QK^T and PV
         return BATCH * T * n_layer * block + n_layer * 2 * BATCH * T * T * C
     if model != "t5":
-        head_positions = BATCH * SEQ * (0.15 if model == "bert_mlm" else 1)    # expected, before padding
+        head_positions = np.mean([(b[1] >= 0).sum() for b in batches]) if model == "bert_mlm" else BATCH * SEQ
         forward = encoder(SEQ, config.n_layer) + head_positions * C * V
     else:
         T, S, L = TARGET_LEN, SEQ, config.n_decoder_layer
@@ -252,7 +253,7 @@ def main() -> None:
           f"{args.repeats} processes x median of {args.steps} steps")
     print(f"{'model':<10}{'implementation':<22}{'ms/step':>10}{'GFLOP/s':>10}")
     for m in models:
-        flops = step_flops(m, make_config(m))
+        flops = step_flops(m, make_config(m), make_batches(m, WARMUP + args.steps, not args.no_padding))
         for impl in impls:
             ms = best[m, impl]
             print(f"{m:<10}{names[impl]:<22}{ms:>10.1f}{flops / ms / 1e6:>10.1f}")
