@@ -73,7 +73,7 @@ from scratchlm.models.attention import (CrossAttention, KVCache, SelfAttention, 
 from scratchlm.nn import GELU, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, RMSNorm, init
 
 # Chapters 6 and 7 import the attention pieces from here, as before they moved to attention.py.
-__all__ = ["GPTConfig", "GPT", "Block", "MLP", "norm_layer", "swiglu_hidden", "KVCache", "SelfAttention",
+__all__ = ["GPTConfig", "GPT", "Block", "MLP", "norm_layer", "swiglu_hidden", "check_config", "init_weights", "KVCache", "SelfAttention",
            "CrossAttention", "causal_self_attention", "causal_self_attention_ref", "causal_softmax",
            "record_attention"]
 
@@ -95,27 +95,35 @@ class GPTConfig:
     rope_base: float = 10000.0  # RoPE's theta_i = rope_base^(-2i / hs)
 
     def __post_init__(self):
-        """Refuse a config no model can be built from, naming the field (rather than failing deep inside)."""
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"GPTConfig: {name} must be an integer >= 1, got {value!r}")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"GPTConfig: n_embd={self.n_embd} is not a multiple of n_head={self.n_head} "
-                             "(each head gets n_embd / n_head of the width)")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout!r}")
-        if self.gelu not in ("tanh", "none"):
-            raise ValueError(f"GPTConfig: gelu must be 'tanh' or 'none', got {self.gelu!r}")
-        for name, choices in (("norm", ("layernorm", "rmsnorm")), ("position", ("learned", "rope")),
-                              ("mlp", ("gelu", "swiglu"))):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"GPTConfig: {name} must be one of {choices}, got {getattr(self, name)!r}")
-        if self.position == "rope" and (self.n_embd // self.n_head) % 2:
-            raise ValueError(f"GPTConfig: position='rope' rotates pairs of dimensions, so the head size "
-                             f"n_embd / n_head = {self.n_embd // self.n_head} must be even")
-        if isinstance(self.rope_base, bool) or not isinstance(self.rope_base, (int, float)) or not self.rope_base > 0:
-            raise ValueError(f"GPTConfig: rope_base must be a number > 0, got {self.rope_base!r}")
+        check_config(self)
+
+
+def check_config(config, sizes=("vocab_size", "block_size", "n_layer", "n_head", "n_embd")) -> None:
+    """Refuse a config no model can be built from, naming its class and the field (rather than
+    failing deep inside): the fields a Block reads, and the positive integers `sizes`. GPTConfig and
+    Chapter 9's BERTConfig and T5Config all check themselves with it."""
+    what = type(config).__name__
+    for name in sizes:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{what}: {name} must be an integer >= 1, got {value!r}")
+    if config.n_embd % config.n_head:
+        raise ValueError(f"{what}: n_embd={config.n_embd} is not a multiple of n_head={config.n_head} "
+                         "(each head gets n_embd / n_head of the width)")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"{what}: dropout must be in [0, 1), got {config.dropout!r}")
+    if config.gelu not in ("tanh", "none"):
+        raise ValueError(f"{what}: gelu must be 'tanh' or 'none', got {config.gelu!r}")
+    for name, choices in (("norm", ("layernorm", "rmsnorm")), ("position", ("learned", "rope")),
+                          ("mlp", ("gelu", "swiglu"))):
+        if getattr(config, name) not in choices:
+            raise ValueError(f"{what}: {name} must be one of {choices}, got {getattr(config, name)!r}")
+    if config.position == "rope" and (config.n_embd // config.n_head) % 2:
+        raise ValueError(f"{what}: position='rope' rotates pairs of dimensions, so the head size "
+                         f"n_embd / n_head = {config.n_embd // config.n_head} must be even")
+    base = config.rope_base
+    if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 0:
+        raise ValueError(f"{what}: rope_base must be a number > 0, got {base!r}")
 
 
 # Fields added after checkpoints were first written: a stored config without them has their defaults.
@@ -134,6 +142,22 @@ def swiglu_hidden(n_embd: int, multiple_of: int = 8) -> int:
     rounded up to a multiple of `multiple_of` (LLaMA's rule, which uses 256)."""
     hidden = int(2 * 4 * n_embd / 3)
     return multiple_of * ((hidden + multiple_of - 1) // multiple_of)
+
+
+def init_weights(model: Module, n_residual: int, dtype) -> None:
+    """GPT-2's initialisation of every parameter of `model`, cast to `dtype`: weights ~ N(0, 0.02),
+    biases 0, norm gains 1, and the projections into the residual stream (*c_proj.weight) ~ N(0,
+    0.02 / sqrt(n_residual)), n_residual = the number of residual branches that add to one stream
+    (2 n_layer in a GPT; module docstring)."""
+    residual_std = 0.02 / math.sqrt(n_residual)
+    for name, p in model.named_parameters():
+        p.data = p.data.astype(dtype, copy=False)
+        if name.endswith("c_proj.weight"):
+            init.normal_(p, 0.0, residual_std)
+        elif p.ndim == 2:                      # Linear and Embedding weights
+            init.normal_(p, 0.0, 0.02)
+        elif name.endswith("bias"):
+            init.zeros_(p)                     # LayerNorm and RMSNorm weights stay 1
 
 
 class MLP(Module):
@@ -210,15 +234,7 @@ class GPT(Module):
         self._init_weights(dtype)
 
     def _init_weights(self, dtype) -> None:
-        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
-        for name, p in self.named_parameters():
-            p.data = p.data.astype(dtype, copy=False)
-            if name.endswith("c_proj.weight"):
-                init.normal_(p, 0.0, residual_std)
-            elif p.ndim == 2:                      # Linear and Embedding weights
-                init.normal_(p, 0.0, 0.02)
-            elif name.endswith("bias"):
-                init.zeros_(p)                     # LayerNorm and RMSNorm weights stay 1
+        init_weights(self, 2 * self.config.n_layer, dtype)
 
     @classmethod
     def from_checkpoint(cls, path) -> tuple[GPT, dict]:
