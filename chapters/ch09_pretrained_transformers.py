@@ -60,7 +60,12 @@ from scratchlm.train import TrainConfig, configure_optimizer, evaluate, token_lo
 # 9.2-9.3: word-level Penn Treebank (Mikolov's 10k vocabulary), windows of 64 words. GPT and BERT have
 # 4 blocks; T5 has 2 in its encoder and 2 in its decoder, whose cross-attention adds a quarter to a
 # block, so T5 has a few per cent more parameters (9.2 prints the counts). Same text, same steps.
-PTB_WIDTH = dict(n_head=4, n_embd=128, block_size=64, dropout=0.0)
+# Positions are rotary (RoPE, 9.5) in all three. With learned position vectors instead, BERT spends
+# these 1000 steps near the unigram level (a test loss of 6.70 nats with one word masked): a decoder
+# predicting the next word has its best clue, the current word, in its own stream from the start,
+# while BERT's masked position holds only <mask> and must find its neighbours through position
+# vectors it has yet to learn; RoPE makes every attention score depend on the distance from the start.
+PTB_WIDTH = dict(n_head=4, n_embd=128, block_size=64, dropout=0.0, position="rope")
 PTB_LAYERS = 4                            # GPT and BERT; T5: half in each stack
 PTB_TRAIN = TrainConfig(max_iters=1000, learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, lr_decay_iters=1000,
                         weight_decay=0.1, eval_interval=100, eval_iters=8)
@@ -83,7 +88,7 @@ TRAIN_WORDS = TRAIN_CHARS = None          # the whole training texts
 
 run = chapter.parse_args(__doc__)
 if run.quick:
-    PTB_WIDTH = dict(n_head=2, n_embd=32, block_size=32, dropout=0.0)
+    PTB_WIDTH = dict(n_head=2, n_embd=32, block_size=32, dropout=0.0, position="rope")
     PTB_LAYERS = 2
     PTB_TRAIN = TrainConfig(max_iters=30, warmup_iters=5, lr_decay_iters=30, learning_rate=3e-3, eval_interval=15,
                             eval_iters=2)
@@ -98,22 +103,25 @@ if run.quick:
     MODERN_TRAIN = TrainConfig(max_iters=30, warmup_iters=5, lr_decay_iters=30, eval_interval=15, eval_iters=2)
     TRAIN_CHARS = 50_000
 results = {}
-seconds = {}
-t_start = t_section = time.perf_counter()
+seconds = {}                              # per section: the full run's time budget is kept section by section
+t_start = time.perf_counter()
 
 
 def section_done(name: str) -> None:
-    """Record how long the section took (the full run's time budget is kept section by section)."""
-    global t_section
-    now = time.perf_counter()
-    seconds[name] = now - t_section
-    t_section = now
+    seconds[name] = time.perf_counter() - t_start - sum(seconds.values())
 
 
 # %% 9.1 Three masks
-# Penn Treebank words, one vocabulary for all three models: Mikolov's 10k words (with <unk> and the
-# sentence end </s>), then the special tokens the objectives need, after every word's id: <pad>,
-# BERT's <mask> and T5's sentinels <extra_id_0>, <extra_id_1>, ...
+# Which keys a query may see is all that tells the three kinds of attention apart. Query i always sees
+# a prefix of the keys, j < hi_i (scratchlm/models/masks.py, exercise 9.1):
+#   causal         GPT, T5's decoder       hi_i = i + 1: itself and what came before
+#   bidirectional  BERT, T5's encoder      hi_i = L: every real token of its row
+#   cross          T5's decoder over the   hi_i = L of the source: all of it, Tq != Tk
+#                  encoder's output
+# where L counts the real tokens of a row in a right-padded batch (key_lengths): padding is never
+# attended to. The models work on Penn Treebank words, one vocabulary for the three: Mikolov's 10k
+# words (with <unk> and the sentence end </s>), then the special tokens the objectives need, after
+# every word's id: <pad>, BERT's <mask>, T5's sentinels <extra_id_0>, <extra_id_1>, ...
 lines = {split: data.load_lines("ptb", split) for split in ("train", "valid", "test")}
 tok = WordVocab.fit(" ".join(lines["train"])).with_specials([PAD, MASK, *sentinels(N_SENTINELS)])
 ids = {split: tok.encode_lines(ls) for split, ls in lines.items()}  # one stream per split, </s> after each sentence
@@ -124,8 +132,7 @@ counts = np.bincount(ids["train"], minlength=tok.vocab_size)
 # The three models of 9.2, built here and trained there. Each attention module can record the weights
 # of its last forward pass (record_attention). Untrained, a model's scores are all near 0, so every
 # query spreads its weight evenly over the keys it may see: the weights draw the mask itself.
-gpt_config = GPTConfig(vocab_size=tok.vocab_size, n_layer=PTB_LAYERS, **PTB_WIDTH)
-models = {"GPT": GPT(gpt_config),
+models = {"GPT": GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=PTB_LAYERS, **PTB_WIDTH)),
           "BERT": BERT(BERTConfig(vocab_size=tok.vocab_size, n_layer=PTB_LAYERS, **PTB_WIDTH)),
           "T5": T5(T5Config(vocab_size=tok.vocab_size, n_layer=PTB_LAYERS // 2, **PTB_WIDTH))}
 
@@ -175,32 +182,35 @@ print(f"9.1 {n_checked} attention modules recorded; their weights are nonzero ex
 
 # The figure: head 1 of the first layer of each kind of attention, row 0 of the batch, words on the axes
 words = {"batch": [tok.decode([i]) for i in batch[0]], "src": [tok.decode([i]) for i in corrupted.src[0]],
-         "dec": [tok.decode([i]) for i in corrupted.dec_in[0]]}
+         "dec": ["<pad> (start)"] + [tok.decode([i]) for i in corrupted.dec_in[0, 1:]]}
+n_dec = int((corrupted.targets[0] != IGNORE).sum())          # row 0's decoder positions (the rest is padding)
 t5_modules = recorded["T5"]
 panels = [
     ("GPT", "GPT: causal self-attention", recorded["GPT"][0], words["batch"][:lengths[0]], words["batch"][:lengths[0]]),
-    ("BERT", "BERT: bidirectional, padded", recorded["BERT"][0], words["batch"], words["batch"]),
+    ("BERT", "BERT: bidirectional, padded batch", recorded["BERT"][0], words["batch"], words["batch"]),
     ("T5", "T5 decoder: causal self-attention", next(m for m in t5_modules if getattr(m, "causal", False)),
-     words["dec"], words["dec"]),
+     words["dec"][:n_dec], words["dec"][:n_dec]),
     ("T5", "T5 decoder: cross-attention", next(m for m in t5_modules if isinstance(m, CrossAttention)),
-     words["dec"], words["src"]),
+     words["dec"][:n_dec], words["src"]),
 ]
 fig, axes = plotting.figure(1, len(panels), width=4.2, height=4.6, layout="constrained")
 mask_summary = {}
 for ax, (name, title, module, rows, cols) in zip(axes, panels):
-    P = module.last_weights[0, 0]                            # row 0, head 1: (Tq, Tk)
+    P = module.last_weights[0, 0, :len(rows), :len(cols)]   # row 0 of the batch, head 1: (Tq, Tk)
     causal, key_lengths = mask_of(name, module)
     hi = visible_keys(*P.shape, causal, None if key_lengths is None else key_lengths[0])   # (Tq,)
-    ax.imshow(P, cmap="Blues", vmin=0, vmax=P.max())
-    ax.step(hi - 0.5, np.arange(len(hi)), where="mid", color=plotting.COLORS[1], linewidth=1.2)
+    # each row scaled to its largest weight: an untrained head's row is flat over the keys it may see
+    ax.imshow(P / P.max(axis=1, keepdims=True), cmap="Blues", vmin=0, vmax=1.2)
+    edge = np.repeat(hi, 2) - 0.5, np.stack([np.arange(len(hi)) - 0.5, np.arange(len(hi)) + 0.5], 1).ravel()
+    ax.plot(*edge, color=plotting.COLORS[1], linewidth=1.2)  # right edge of each query's visible keys
     ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=6)
     ax.set_yticks(range(len(rows)), rows, fontsize=6)
     ax.tick_params(length=0, pad=1)
     ax.grid(False)
     ax.set_title(f"{title}\n({P.shape[0]} queries x {P.shape[1]} keys)", fontsize=9)
     mask_summary[title] = {"queries": int(P.shape[0]), "keys": int(P.shape[1]), "visible_keys": hi.tolist()}
-fig.suptitle("Where each query may look (row: query, column: key): the weights of untrained models, "
-             "and visible_keys' edge (line)")
+fig.suptitle("Where each query may look (row: query, column: key): the weights of untrained models, each row "
+             "scaled to its maximum, and the edge of visible_keys (line)")
 plotting.save(fig, run.out, "ch09_masks")
 results["masks"] = {"modules_checked": n_checked, "weights_match_visible_keys": agree, "panels": mask_summary}
 section_done("9.1")
@@ -281,105 +291,128 @@ section_done("9.2")
 
 
 # %% 9.3 What the right context buys
-# The same test words, scored three ways. Each test window holds T words w_0..w_{T-1}; for every
+# The same test words, scored five ways. Each test window holds T words w_0..w_{T-1}; for every
 # position t >= 1:
-#   GPT   -ln p(w_t | w_0..w_{t-1})                  the left context only (t words of it)
-#   BERT  -ln p(w_t | the window with w_t masked)    both sides: t words on the left, T-1-t on the right
-#   T5    -ln p(w_t | the window with w_t cut out as a one-word span): both sides too, the decoder writing
-#         "<extra_id_0> w_t"
-# BERT and T5 see everything GPT sees and more; how much lower their loss is measures what the words
-# to the right say about a word.
+#   GPT                 -ln p(w_t | w_0..w_{t-1})              the left context (t words of it)
+#   BERT, both sides    -ln p(w_t | the window, w_t masked)    t words on the left, T-1-t on the right
+#   BERT, left only     the same, with the window cut after w_t (key_lengths = t + 1: the words to
+#                       the right are padding no query sees; training windows end anywhere, so BERT
+#                       has met words with nothing to their right)
+#   T5, both sides      -ln p(w_t | the window with w_t cut out as a one-word span), the decoder
+#                       writing "<extra_id_0> w_t"
+#   T5, left only       the same, the source cut after the sentinel
+# Within BERT (and within T5) the two numbers differ only in the right context: same model, same
+# words, same left context. Between GPT and BERT, training differs too: in the same steps GPT learned
+# from every next word, BERT from 15% of the words (9.2).
 T = PTB_WIDTH["block_size"]
 test_windows = ids["test"][:CONTEXT_WINDOWS * T].reshape(CONTEXT_WINDOWS, T)                 # (N, T)
 for m in models.values():
     m.eval()
 gpt_nll = -token_logprobs(models["GPT"], test_windows[:, :-1], test_windows[:, 1:])   # (N, T-1): positions 1..T-1
 positions = np.arange(1, T)
-row_of, at = np.divmod(np.arange(CONTEXT_WINDOWS * (T - 1)), T - 1)                  # one copy per scored word
+row_of, at = np.divmod(np.arange(CONTEXT_WINDOWS * (T - 1)), T - 1)                  # one row per scored word
 at = at + 1
 masked = test_windows[row_of].copy()                                                    # (N (T-1), T)
 masked[np.arange(len(at)), at] = tok.mask_id
 truth = test_windows[row_of, at]
 one_word = span_corrupt(test_windows[row_of], tok.sentinel_ids(), pad_id=tok.pad_id,
                         noise=np.arange(T) == at[:, None])                              # w_t -> <extra_id_0>
+assert (one_word.targets[:, 1] == truth).all()                  # the span's word is the decoder's 2nd target
 
 
-def masked_nll(chunk: slice) -> np.ndarray:
-    """BERT's -ln p(w_t) at the masked position of each row of `chunk`."""
-    h = models["BERT"].hidden_states(masked[chunk])                                   # (n, T, C)
+def masked_nll(chunk: slice, right_side: bool) -> np.ndarray:
+    """BERT's -ln p(w_t) at the masked position of each row of `chunk`, with or without the words after it."""
+    key_lengths = None if right_side else at[chunk] + 1
+    h = models["BERT"].hidden_states(masked[chunk], key_lengths)                      # (n, T, C)
     logits = models["BERT"].head(h[np.arange(h.shape[0]), at[chunk]])                 # (n, V)
     return F.cross_entropy(logits, truth[chunk], reduction="none").data
 
 
-def span_nll(chunk: slice) -> np.ndarray:
-    """T5's -ln p(w_t | source, <extra_id_0>): the second token the decoder writes."""
-    logits, _ = models["T5"](one_word.src[chunk], one_word.src_lengths[chunk], one_word.dec_in[chunk, :2])
+def span_nll(chunk: slice, right_side: bool) -> np.ndarray:
+    """T5's -ln p(w_t | source, <extra_id_0>), the second token the decoder writes; the source whole or
+    cut after the sentinel."""
+    src_lengths = one_word.src_lengths[chunk] if right_side else at[chunk] + 1
+    logits, _ = models["T5"](one_word.src[chunk], src_lengths, one_word.dec_in[chunk, :2])
     return F.cross_entropy(logits[:, 1], truth[chunk], reduction="none").data
 
 
 with no_grad():
     chunks = [slice(i, i + 512) for i in range(0, len(at), 512)]
-    nll = {"GPT (left only)": gpt_nll.ravel(),
-           "BERT (both sides)": np.concatenate([masked_nll(c) for c in chunks]).astype(np.float64),
-           "T5 (both sides)": np.concatenate([span_nll(c) for c in chunks]).astype(np.float64)}
-assert (one_word.targets[:, 1] == truth).all()                  # the span's word is the decoder's 2nd target
+    nll = {"GPT (left only)": gpt_nll.ravel()}
+    for name, score in (("BERT", masked_nll), ("T5", span_nll)):
+        for side, right_side in (("left only", False), ("both sides", True)):
+            nll[f"{name} ({side})"] = np.concatenate([score(c, right_side) for c in chunks]).astype(np.float64)
 
 # Word classes by how often the word occurs in the training text: its frequency rank
 rank = np.empty(tok.vocab_size, np.int64)
 rank[np.argsort(-counts, kind="stable")] = np.arange(tok.vocab_size)
-classes = {"all": np.ones(len(truth), bool), "frequent (rank < 100)": rank[truth] < 100,
-           "middle (100-999)": (rank[truth] >= 100) & (rank[truth] < 1000), "rare (rank >= 1000)": rank[truth] >= 1000}
+classes = {"all": np.ones(len(truth), bool), "frequent (top 100)": rank[truth] < 100,
+           "middle (100-999)": (rank[truth] >= 100) & (rank[truth] < 1000), "rare (1000+)": rank[truth] >= 1000}
 by_class = {c: {"words": int(sel.sum()), **{k: float(v[sel].mean()) if sel.any() else None for k, v in nll.items()}}
             for c, sel in classes.items()}
-diff = nll["GPT (left only)"] - nll["BERT (both sides)"]                   # per word: what the right side buys
-margin = {"mean_nats": float(diff.mean()), "standard_error": float(diff.std(ddof=1) / math.sqrt(len(diff))),
-          "ppl_left": float(np.exp(nll["GPT (left only)"].mean())),
-          "ppl_both": float(np.exp(nll["BERT (both sides)"].mean())),
-          "share_of_words_better_both_sides": float((diff > 0).mean())}
 for c, row in by_class.items():
-    print(f"9.3 {c:22s} {row['words']:5d} words: loss " + ", ".join(
-        f"{k} {row[k]:.3f}" for k in nll if row[k] is not None) + " nats")
-print(f"9.3 two-sided context lowers the loss of the same {len(diff):,} test words by {margin['mean_nats']:.3f} "
-      f"+- {margin['standard_error']:.3f} nats (exp: {margin['ppl_left']:.0f} -> {margin['ppl_both']:.0f}); "
-      f"{100 * margin['share_of_words_better_both_sides']:.0f}% of the words get likelier")
+    print(f"9.3 {c:18s} {row['words']:5d} words, loss in nats: " + ", ".join(
+        f"{k} {row[k]:.3f}" for k in nll if row[k] is not None))
+
+
+def paired(left: str, right: str) -> dict:
+    """How much lower `right`'s loss is than `left`'s on the same words: mean, standard error, share."""
+    d = nll[left] - nll[right]
+    return {"from": left, "to": right, "mean_nats": float(d.mean()),
+            "standard_error": float(d.std(ddof=1) / math.sqrt(len(d))), "share_of_words_likelier": float((d > 0).mean()),
+            "ppl_from": float(np.exp(nll[left].mean())), "ppl_to": float(np.exp(nll[right].mean()))}
+
+
+margins = {"BERT": paired("BERT (left only)", "BERT (both sides)"), "T5": paired("T5 (left only)", "T5 (both sides)"),
+           "GPT vs BERT": paired("GPT (left only)", "BERT (both sides)")}
+for name, m in margins.items():
+    print(f"9.3 {m['from']} -> {m['to']}: {m['mean_nats']:+.3f} +- {m['standard_error']:.3f} nats lower on the same "
+          f"{len(truth):,} test words (exp: {m['ppl_from']:.0f} -> {m['ppl_to']:.0f}), "
+          f"{100 * m['share_of_words_likelier']:.0f}% of them likelier")
 
 # Why an MLM "perplexity" is not a language model's. GPT's exp(mean loss) is the perplexity of a
-# probability distribution over whole texts: p(w_1..w_n) = prod_t p(w_t | w_<t), and the numbers of
-# two language models on the same text can be compared. BERT's conditionals p(w_t | every other word)
-# do not multiply into any distribution over texts (each uses the very words the others predict),
-# they cannot generate, and their mean depends on how much of the text is hidden: here one word per
-# window; in training 15%, which removes context and raises the loss. The "perplexity" of a masked
-# LM (Salazar et al. 2020's pseudo-perplexity when one word at a time is masked) is a property of a
-# masking scheme, not of the text under a model: lower than GPT's on the same words, and no better a
-# language model for it.
+# probability distribution over whole texts, p(w_1..w_n) = prod_t p(w_t | w_<t), so two language
+# models' numbers on the same text can be compared, and the model can generate. BERT's conditionals
+# p(w_t | every other word) do not multiply into any distribution over texts (each conditions on the
+# very words the others predict), they cannot generate, and their mean depends on how the text was
+# hidden: one word at a time (Salazar et al. 2020's pseudo-perplexity, as above) or 15% at once with
+# 10% of those shown unchanged (BERT's training objective, below). An MLM "perplexity" describes a
+# masking scheme, not the text under a model: a low one makes no language model.
 mask_rng = np.random.default_rng(run.seed + 3)
 fifteen = [mlm_batch(w, mask_rng) for w in np.array_split(test_windows, max(1, CONTEXT_WINDOWS // 16))]
 mlm_15 = evaluate(models["BERT"], fifteen, mlm_loss)
-margin["bert_loss_15_percent_masked"] = mlm_15
-print(f"9.3 BERT's loss on the test windows with 15% masked, its training objective: {mlm_15:.3f} nats "
-      f"(exp {math.exp(mlm_15):.0f}), against {nll['BERT (both sides)'].mean():.3f} with one word masked: "
-      "an MLM's 'perplexity' depends on how much is hidden")
+print(f"9.3 BERT's loss on the same test windows with 15% of the words masked (its training objective): "
+      f"{mlm_15:.3f} nats (exp {math.exp(mlm_15):.0f}), against {nll['BERT (both sides)'].mean():.3f} "
+      f"(exp {math.exp(nll['BERT (both sides)'].mean()):.0f}) one word at a time")
 
 fig, (ax_pos, ax_cls) = plotting.figure(1, 2, width=6.0, height=4.2)
+styles = {"GPT (left only)": (plotting.COLORS[0], "-"), "BERT (left only)": (plotting.COLORS[1], "--"),
+          "BERT (both sides)": (plotting.COLORS[1], "-"), "T5 (left only)": (plotting.COLORS[2], "--"),
+          "T5 (both sides)": (plotting.COLORS[2], "-")}
 bins = np.array_split(positions - 1, 8)                                               # groups of positions
-for (label, v), color in zip(nll.items(), plotting.COLORS):
+for label, v in nll.items():
+    color, line = styles[label]
     per_pos = v.reshape(CONTEXT_WINDOWS, T - 1).mean(axis=0)                         # (T-1,)
-    ax_pos.plot([positions[b].mean() for b in bins], [per_pos[b].mean() for b in bins], "o-", color=color,
-                label=label)
-ax_pos.set_xlabel("position of the word in its 64-word window (= words of left context)")
+    ax_pos.plot([positions[b].mean() for b in bins], [per_pos[b].mean() for b in bins], "o", linestyle=line,
+                color=color, label=label)
+ax_pos.set_xlabel(f"position of the word in its {T}-word window (= words of left context)")
 ax_pos.set_ylabel("test loss (nats per word)")
-ax_pos.set_title("Left only vs both sides, by position")
+ax_pos.set_title("Left only (dashed for BERT, T5) vs both sides, by position")
 ax_pos.legend(fontsize=8)
 width = 0.8 / len(nll)
-for k, (label, color) in enumerate(zip(nll, plotting.COLORS)):
+for k, label in enumerate(nll):
+    color, line = styles[label]
     values = [by_class[c][label] if by_class[c][label] is not None else np.nan for c in classes]
-    ax_cls.bar(np.arange(len(classes)) + (k - (len(nll) - 1) / 2) * width, values, width, color=color, label=label)
-ax_cls.set_xticks(range(len(classes)), [f"{c}\n{by_class[c]['words']} words" for c in classes], fontsize=8)
+    ax_cls.bar(np.arange(len(classes)) + (k - (len(nll) - 1) / 2) * width, values, width, color=color, label=label,
+               alpha=0.45 if line == "--" else 1.0)
+labels = [c.replace(" (", "\n(") + f"\n{by_class[c]['words']} words" for c in classes]
+ax_cls.set_xticks(range(len(classes)), labels, fontsize=8)
 ax_cls.set_ylabel("test loss (nats per word)")
-ax_cls.set_title("By word frequency in the training text")
-ax_cls.legend(fontsize=8)
+ax_cls.set_title("By word frequency in the training text (pale: left only)")
+ax_cls.legend(fontsize=7)
 plotting.save(fig, run.out, "ch09_context")
-results["context"] = {"windows": CONTEXT_WINDOWS, "window_words": T, "by_class": by_class, "margin": margin,
+results["context"] = {"windows": CONTEXT_WINDOWS, "window_words": T, "by_class": by_class, "margins": margins,
+                      "bert_loss_15_percent_masked": mlm_15,
                       "by_position": {k: v.reshape(CONTEXT_WINDOWS, T - 1).mean(axis=0).tolist() for k, v in nll.items()}}
 section_done("9.3")
 
@@ -469,6 +502,7 @@ for (name, label), color in zip((("T5", "encoder-decoder (T5)"), ("GPT", "decode
             label=f"{label}, {r['parameters']:,} parameters: test {100 * r['test_exact_match']:.1f}%")
 ax.set_xlabel("training step")
 ax.set_ylabel("exact match on held-out numbers (%)")
+ax.set_ylim(-2, 102)
 ax.set_title("Number words -> digits, numbers never seen in training")
 ax.legend(fontsize=8)
 plotting.save(fig, run.out, "ch09_seq2seq")

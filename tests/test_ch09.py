@@ -34,19 +34,23 @@ def test_chapter_9_quick(run_chapter):
     assert pre["GPT"]["targets_per_step"] == pre["batch_size"] * block            # every next word
     assert 0.05 < pre["BERT"]["targets_per_step"] / (pre["batch_size"] * block) < 0.3  # about 15%
 
-    # 9.3: the same words scored three ways; the classes partition them; the margin is GPT - BERT
+    # 9.3: the same words scored five ways; the classes partition them; each margin is a difference of
+    # two of the means
     ctx = res["context"]
     by_class = ctx["by_class"]
     n_words = ctx["windows"] * (ctx["window_words"] - 1)
     assert by_class["all"]["words"] == n_words
     assert sum(v["words"] for k, v in by_class.items() if k != "all") == n_words
-    left, both = by_class["all"]["GPT (left only)"], by_class["all"]["BERT (both sides)"]
-    margin = ctx["margin"]
-    assert math.isclose(margin["mean_nats"], left - both, rel_tol=1e-9, abs_tol=1e-9)
-    assert math.isclose(margin["ppl_left"], math.exp(left), rel_tol=1e-9)
+    for m in ctx["margins"].values():
+        left, both = by_class["all"][m["from"]], by_class["all"][m["to"]]
+        assert math.isclose(m["mean_nats"], left - both, rel_tol=1e-9, abs_tol=1e-9)
+        assert math.isclose(m["ppl_from"], math.exp(left), rel_tol=1e-9) and 0 <= m["share_of_words_likelier"] <= 1
+    assert ctx["margins"]["BERT"]["from"] == "BERT (left only)" and ctx["margins"]["BERT"]["to"] == "BERT (both sides)"
+    assert len(ctx["by_position"]) == 5
     for name, per_position in ctx["by_position"].items():
         assert len(per_position) == ctx["window_words"] - 1
         assert math.isclose(np.mean(per_position), by_class["all"][name], rel_tol=1e-9)
+    assert 0 < ctx["bert_loss_15_percent_masked"] < 2 * math.log(pre["configs"]["BERT"]["vocab_size"])
 
     # 9.4: one exact-match point per evaluation, for both models, on numbers never trained on
     s2s = res["seq2seq"]
