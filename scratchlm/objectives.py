@@ -94,6 +94,7 @@ def bert_mask(ids, mask_id: int, vocab_size: int, special_ids=(), mask_prob: flo
     rng = get_rng(rng)
 
     # BERT's 15% / 80-10-10, one uniform number per token for each decision
+    # BEGIN SOLUTION 9.2: BERT's 80-10-10 masking (chapters/ch09_pretrained_transformers.py §9.2)
     chosen = ~np.isin(ids, special_ids) & (rng.random(ids.shape) < mask_prob)
     action = rng.random(ids.shape)
     to_mask = chosen & (action < mask_frac)
@@ -101,6 +102,7 @@ def bert_mask(ids, mask_id: int, vocab_size: int, special_ids=(), mask_prob: flo
     inputs = np.where(to_mask, mask_id, ids)
     inputs[to_random] = ordinary[rng.integers(0, len(ordinary), size=int(to_random.sum()))]
     targets = np.where(chosen, ids, IGNORE)
+    # END SOLUTION
     return inputs, targets
 
 
@@ -186,7 +188,8 @@ def span_noise_mask(lengths, noise_density: float = 0.15, mean_span_length: floa
         raise ValueError(f"span corruption: row {b} has {n[b]} tokens; a row needs at least 2 (one to hide, "
                          "one to keep)")
     rng = get_rng(rng)
-    # how many noise tokens and spans in each row, then where
+    # how many noise tokens and spans in each row, then where (the rule of the module docstring)
+    # BEGIN SOLUTION 9.3: Where T5's noise spans go (chapters/ch09_pretrained_transformers.py §9.2)
     n_noise = np.clip(stochastic_round(n * noise_density, rng), 1, n - 1)                      # N
     n_kept = n - n_noise
     n_spans = np.clip(stochastic_round(n_noise / mean_span_length, rng), 1,
@@ -206,6 +209,7 @@ def span_noise_mask(lengths, noise_density: float = 0.15, mean_span_length: floa
     edges[rows, starts[valid]] = 1
     edges[rows, (starts + span_len)[valid]] = -1
     return np.cumsum(edges, axis=1)[:, :-1] > 0
+    # END SOLUTION
 
 
 def span_corrupt(ids, sentinel_ids, lengths=None, noise_density: float = 0.15, mean_span_length: float = 3.0,
@@ -246,6 +250,9 @@ def span_corrupt(ids, sentinel_ids, lengths=None, noise_density: float = 0.15, m
         raise ValueError(f"span_corrupt: row {b} has {n_spans[b]} spans and needs {n_spans[b] + 1} sentinels "
                          f"(one per span and a final one), but {len(sentinel_ids)} sentinel_ids were given; "
                          f"add more with tok.with_specials(sentinels({n_spans[b] + 1}))")
+    # From the noise mask and its span starts `first` (B, L): src (B, S) padded with pad_id, src_len (B,),
+    # tgt (B, T) padded with IGNORE, tgt_len (B,) (the module docstring's example shows the layout).
+    # BEGIN SOLUTION 9.4: T5's corrupted inputs and targets (chapters/ch09_pretrained_transformers.py §9.2)
     span = np.cumsum(first, axis=1) - 1                        # (B, L) which span a noise token is in
 
     # inputs: the kept tokens, and each span's first token turned into its sentinel
@@ -262,6 +269,7 @@ def span_corrupt(ids, sentinel_ids, lengths=None, noise_density: float = 0.15, m
     tgt[rows, at[noise]] = ids[noise]
     tgt[np.nonzero(first)[0], at[first] - 1] = sentinel_ids[span[first]]
     tgt[np.arange(B), tgt_len - 1] = sentinel_ids[n_spans]
+    # END SOLUTION
     return _teacher_forced(src, src_len, tgt, tgt_len, pad_id, pad_id if start_id is None else start_id, eos_id)
 
 
