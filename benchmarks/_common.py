@@ -158,3 +158,15 @@ def torch_block(x, params: dict, name: str, config, causal: bool = True, key_len
         x = x + torch_cross_attention(torch_norm(x, params, f"{name}.ln_cross", config), memory, params,
                                       f"{name}.cross_attn", config, memory_lengths)
     return x + torch_mlp(torch_norm(x, params, f"{name}.ln_2", config), params, f"{name}.mlp", config)
+
+
+def torch_stack(x, params: dict, name: str, config, n_layer: int, causal: bool, key_lengths=None, memory=None,
+                memory_lengths=None):
+    """scratchlm's bert.Stack `name` (e.g. "encoder") over token embeddings x (B, T, C): learned
+    positions (none with RoPE), n_layer blocks (with cross-attention to `memory` when they have it),
+    final norm. The body of the BERT and T5 twins (bench_transformer.py)."""
+    if f"{name}.wpe.weight" in params:
+        x = x + params[f"{name}.wpe.weight"][:x.shape[1]]
+    for i in range(n_layer):
+        x = torch_block(x, params, f"{name}.h.{i}", config, causal, key_lengths, memory, memory_lengths)
+    return torch_norm(x, params, f"{name}.ln_f", config)

@@ -4,9 +4,9 @@
     gpt.py                GPTConfig, GPT: the decoder-only Transformer (GPT-2-style or    Chapters 6-7, 9
                           the modern decoder: RMSNorm, RoPE, SwiGLU); Block, MLP: the
                           one Transformer block every architecture is built from
-    bert.py               BERTConfig, BERT: the encoder, a masked language model; Stack:   Chapter 9
+    bert.py               BERTConfig, BERT: the encoder, a masked language model; Stack:  Chapter 9
                           positions + Blocks + final norm, the body of BERT and T5
-    t5.py                 T5Config, T5: the encoder-decoder (encoder Stack, decoder        Chapter 9
+    t5.py                 T5Config, T5: the encoder-decoder (encoder Stack, decoder      Chapter 9
                           Stack with cross-attention, tied embeddings); seq2seq_loss
     attention.py          the attention op (causal, bidirectional, padded, cross), the   Chapters 6-7, 9
                           SelfAttention and CrossAttention modules, KVCache, record_attention
