@@ -47,7 +47,7 @@ from scratchlm.autograd import no_grad
 from scratchlm.generate import generate
 from scratchlm.metrics import nats_to_bits
 from scratchlm.models.attention import CrossAttention, record_attention
-from scratchlm.models.bert import BERT, BERTConfig
+from scratchlm.models.bert import BERT, BERTConfig, mlm_loss
 from scratchlm.models.gpt import GPT, GPTConfig
 from scratchlm.models.masks import visible_keys, visible_mask
 from scratchlm.models.t5 import T5, T5Config, seq2seq_loss
@@ -228,7 +228,8 @@ section_done("9.1")
 #         "<extra_id_0> span 1 <extra_id_1> span 2 ... <extra_id_K>"
 # BERT predicts 15% of the words and T5 writes about a fifth as many tokens as it reads, so per step
 # GPT gets several times more predictions to learn from: one reason decoders are cheap to pretrain.
-# BERT's loss runs its output layer on the chosen positions only (the other 85% have no target).
+# BERT's loss (bert.mlm_loss) runs its output layer on the chosen positions only (the other 85% have no
+# target), as BERT's own code does.
 def window_stream(split: str, seed: int):
     """The same sequence of (B, T) windows for every model: next() -> (inputs, next-word targets)."""
     rng = np.random.default_rng(seed)
@@ -242,16 +243,6 @@ def mlm_batch(windows: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
 
 def span_batch(windows: np.ndarray, rng):
     return span_corrupt(windows, tok.sentinel_ids(), pad_id=tok.pad_id, rng=rng)
-
-
-def mlm_loss(model: BERT, batch) -> tuple:
-    """BERT's loss over the chosen positions, with the output layer run on those rows only: the same
-    number as model(inputs, targets)[1], at a sixth of the output layer's cost."""
-    inputs, targets = batch
-    h = model.hidden_states(inputs)                                           # (B, T, C)
-    rows = np.flatnonzero(targets.ravel() != IGNORE)                          # (n,) the chosen positions
-    logits = model.head(h.reshape(-1, h.shape[-1])[rows])                     # (n, V)
-    return F.cross_entropy(logits, targets.ravel()[rows]), len(rows)
 
 
 def n_predictions(batch) -> int:
