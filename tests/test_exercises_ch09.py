@@ -228,7 +228,8 @@ def test_short_rows_get_the_exact_mask_distribution(L, density, mean_span):
     expected = R * prob[prob > 0]
     chi2 = (((freq[prob > 0] - expected) ** 2) / expected).sum()
     df = len(expected) - 1
-    assert chi2 < df + SD * math.sqrt(2 * df), f"the masks are not equally likely given N and K (chi2 {chi2:.0f}, df {df})"
+    assert chi2 < df + SD * math.sqrt(2 * df), \
+        f"the masks are not equally likely given N and K (chi2 {chi2:.0f}, df {df})"
 
 
 @pytest.mark.ex9_3
