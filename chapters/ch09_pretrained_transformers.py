@@ -514,12 +514,12 @@ for (name, label), color in zip((("T5", "encoder-decoder (T5)"), ("GPT", "decode
                                 plotting.COLORS):
     r = seq2seq[name]
     ax.plot(r["history"]["step"], 100 * np.array(r["valid_exact_match"]), "o-", color=color,
-            label=f"{label}, {r['parameters']:,} parameters: test {100 * r['test_exact_match']:.1f}%")
+            label=f"{label}, {r['parameters']:,} parameters: test {100 * r['test_exact_match']:.2f}%")
 ax.set_xlabel("training step")
 ax.set_ylabel("exact match on held-out numbers (%)")
 ax.set_ylim(-2, 102)
 ax.set_title("Number words -> digits, numbers never seen in training")
-ax.legend(fontsize=8)
+ax.legend(fontsize=8, loc="lower right")
 plotting.save(fig, run.out, "ch09_seq2seq")
 section_done("9.4")
 
