@@ -34,8 +34,8 @@ def test_chapter_9_quick(run_chapter):
     assert pre["GPT"]["targets_per_step"] == pre["batch_size"] * block            # every next word
     assert 0.05 < pre["BERT"]["targets_per_step"] / (pre["batch_size"] * block) < 0.3  # about 15%
 
-    # 9.3: the same words scored five ways; the classes partition them; each margin is a difference of
-    # two of the means
+    # 9.3: the same words scored five ways and by the unigram; the classes partition them; each margin is
+    # a difference of two of the means
     ctx = res["context"]
     by_class = ctx["by_class"]
     n_words = ctx["windows"] * (ctx["window_words"] - 1)
@@ -46,7 +46,7 @@ def test_chapter_9_quick(run_chapter):
         assert math.isclose(m["mean_nats"], left - both, rel_tol=1e-9, abs_tol=1e-9)
         assert math.isclose(m["ppl_from"], math.exp(left), rel_tol=1e-9) and 0 <= m["share_of_words_likelier"] <= 1
     assert ctx["margins"]["BERT"]["from"] == "BERT (left only)" and ctx["margins"]["BERT"]["to"] == "BERT (both sides)"
-    assert len(ctx["by_position"]) == 5
+    assert len(ctx["by_position"]) == 6          # the unigram reference and the five scorings
     for name, per_position in ctx["by_position"].items():
         assert len(per_position) == ctx["window_words"] - 1
         assert math.isclose(np.mean(per_position), by_class["all"][name], rel_tol=1e-9)
@@ -64,7 +64,8 @@ def test_chapter_9_quick(run_chapter):
     # 9.5: the two decoders, same steps, parameters within a few per cent, both learn
     modern = res["modern"]
     (_, gpt2_run), (_, new_run) = [(k, v) for k, v in modern.items() if isinstance(v, dict) and "config" in v]
-    assert math.isclose(modern["difference_modern_minus_gpt2"], new_run["valid_loss_full"] - gpt2_run["valid_loss_full"])
+    difference = new_run["valid_loss_full"] - gpt2_run["valid_loss_full"]
+    assert math.isclose(modern["difference_modern_minus_gpt2"], difference)
     assert new_run["config"]["norm"] == "rmsnorm" and new_run["config"]["position"] == "rope"
     assert new_run["config"]["mlp"] == "swiglu" and gpt2_run["config"]["mlp"] == "gelu"
     assert abs(new_run["parameters"] / gpt2_run["parameters"] - 1) < 0.05
