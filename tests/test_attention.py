@@ -4,8 +4,6 @@ PyTorch's scaled_dot_product_attention (causal, bidirectional, padded, cross wit
 checks without PyTorch, the packed layouts against the op, the caches against recomputation, and
 recording the weights of every kind of attention."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +19,7 @@ from scratchlm.nn import Module
 from scratchlm.rng import manual_seed
 
 from autograd_helpers import check_op
+from benchmark_modules import load_benchmark
 
 # Each kind: (causal, Tq, Tk, key_lengths for B = 3). Lengths include 0 (a sequence with no real
 # token: its queries see nothing) and Tk (no padding).
@@ -103,14 +102,6 @@ def test_attention_mask():
 
 # ---- the op against PyTorch ----------------------------------------------------------------------
 
-def _common():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "_common.py"
-    spec = importlib.util.spec_from_file_location("bench_common", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def rel(a, b):
     return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
 
@@ -118,7 +109,7 @@ def rel(a, b):
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_matches_torch_sdpa_float64(kind):
     torch = pytest.importorskip("torch")
-    common = _common()
+    common = load_benchmark("_common")
     q, k, v, causal, lengths = heads(kind)
     y = scaled_dot_product_attention(q, k, v, causal=causal, key_lengths=lengths)
     g = np.random.default_rng(9).normal(size=y.shape)
@@ -136,7 +127,7 @@ def test_matches_torch_sdpa_float64(kind):
 @pytest.mark.parametrize("rope", [False, True])
 def test_packed_self_attention_matches_torch(kind, rope):
     torch = pytest.importorskip("torch")
-    common = _common()
+    common = load_benchmark("_common")
     causal, T, _, lengths = KINDS[kind]
     B, nh, hs = 3, 2, 4
     qkv = Tensor(np.random.default_rng(2).normal(size=(B, T, 3 * nh * hs)), requires_grad=True)
@@ -405,7 +396,7 @@ def test_block_with_cross_attention_gradcheck():
 def test_blocks_match_torch_twins(config):
     """The _common.py block twins that the GPT's and Chapter 9's models' parity tests are made of."""
     torch = pytest.importorskip("torch")
-    common = _common()
+    common = load_benchmark("_common")
     encoder = randomised(Block(config, 0, causal=False))
     decoder = randomised(Block(config, 1, causal=True, cross_attention=True), seed=1)
     rng = np.random.default_rng(5)

@@ -2,8 +2,6 @@
 (float64, logits and every gradient), gradient checks, key padding, bidirectional context, and
 training through scratchlm.train."""
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ from scratchlm.autograd import no_grad
 from scratchlm.models.bert import BERT, BERTConfig
 from scratchlm.nn import Module
 from scratchlm.rng import manual_seed
+from benchmark_modules import load_benchmark
 from test_gpt import MODERN, _loss_of_parameters
 
 TINY = BERTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16)
@@ -36,11 +35,7 @@ def config(**options) -> BERTConfig:
 
 def bench_transformer():
     """benchmarks/bench_transformer.py, whose PyTorch twins of BERT and T5 the parity tests share."""
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_transformer.py"
-    spec = importlib.util.spec_from_file_location("bench_transformer", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_transformer")
 
 
 def rel(a, b):

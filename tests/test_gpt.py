@@ -3,9 +3,6 @@ parity with an identical PyTorch model, and the KV cache against full recomputat
 decoder's options (Chapter 9: RMSNorm, RoPE, SwiGLU) and the embed / hidden_states / head split.
 The attention op itself is tested in test_attention.py."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -15,6 +12,8 @@ import scratchlm.autograd.functional as F
 from scratchlm.models.gpt import (GPT, GPTConfig, causal_self_attention, causal_self_attention_ref, causal_softmax,
                                   record_attention, swiglu_hidden)
 from scratchlm.rng import manual_seed
+
+from benchmark_modules import load_benchmark
 
 TINY = GPTConfig(vocab_size=7, block_size=6, n_layer=2, n_head=2, n_embd=8)
 MODERN = dict(norm="rmsnorm", position="rope", mlp="swiglu", bias=False)   # LLaMA's changes to GPT-2
@@ -242,11 +241,7 @@ def test_record_attention_nests_and_restores_flags():
 
 def _bench():
     """benchmarks/bench_gpt.py, whose PyTorch twin of the GPT the parity test shares."""
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_gpt.py"
-    spec = importlib.util.spec_from_file_location("bench_gpt", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_gpt")
 
 
 @pytest.mark.parametrize("options", [dict(tie_weights=True, bias=False), dict(tie_weights=False, bias=True),

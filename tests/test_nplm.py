@@ -2,7 +2,6 @@
 loop (scratchlm.train.train_epochs): windows, the initial loss, learning, gradients, per-token
 scores, early stopping, and a checkpointed run that resumes to the same numbers."""
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -15,6 +14,8 @@ from scratchlm.models.nplm import NPLM, NPLMConfig
 from scratchlm.rng import manual_seed
 from scratchlm.train import (EpochSettings, TrainingDiverged, configure_optimizer, evaluate, token_logprobs,
                              train_epochs, train_step)
+
+from benchmark_modules import load_benchmark
 
 BOS, EOS = 1, 2
 # sentences of a little language with structure: "3 4 5 6 ..." counting up from a random start
@@ -149,11 +150,8 @@ def test_bad_epoch_settings_are_named(settings, message):
 
 
 def _bench():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_nplm.py"
-    spec = importlib.util.spec_from_file_location("bench_nplm", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """benchmarks/bench_nplm.py, whose PyTorch twin of the NPLM the parity test shares."""
+    return load_benchmark("bench_nplm")
 
 
 def test_same_loss_and_gradients_as_pytorch():
