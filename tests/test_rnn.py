@@ -3,18 +3,14 @@ against the Tensor-op twin and central differences, an LSTM and an RNN against t
 torch.nn.RNN with the same weights, truncated BPTT through the shared training loop, the biLM and
 ELMo's scalar mix."""
 
-import importlib.util
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from numba.core.registry import CPUDispatcher
 
 from autograd_helpers import check_op
+from benchmark_modules import load_benchmark
 from scratchlm.autograd import Tensor, gradcheck, no_grad
 from scratchlm.data import stream_windows
 from scratchlm.models import rnn_kernels as K
@@ -340,10 +336,7 @@ def _mix_with(weights, gamma, layers):
 
 def test_benchmark_twin_gives_the_same_loss_and_gradients():
     torch = pytest.importorskip("torch")
-    spec = importlib.util.spec_from_file_location(
-        "bench_rnn", Path(__file__).resolve().parent.parent / "benchmarks" / "bench_rnn.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_rnn")
     manual_seed(12)
     model = RecurrentLM(RNNConfig(vocab_size=13, n_embd=5, n_hidden=6, n_layer=2), dtype=np.float64)
     twin = bench.TorchLSTMLM.from_scratchlm(model).double()
@@ -359,43 +352,6 @@ def test_benchmark_twin_gives_the_same_loss_and_gradients():
         np.testing.assert_allclose(s.data, t.detach().numpy(), rtol=1e-10)
     for name, p in model.named_parameters():
         np.testing.assert_allclose(p.grad, twin.grad_of(name).numpy(), rtol=1e-8, atol=1e-12, err_msg=name)
-
-
-# ---- same bits compiled or cached --------------------------------------------------------------
-
-CELL_KERNELS = r"""
-import sys
-import numpy as np
-from scratchlm.models import rnn_kernels as K
-
-rng = np.random.default_rng(0)
-B, H = 7, 33
-xp, hh = (rng.standard_normal((B, 4 * H)) * 3).astype(np.float32), rng.standard_normal((B, 4 * H)).astype(np.float32)
-c_prev, dh, dc = (rng.standard_normal((3, B, H))).astype(np.float32)
-gates, dgates = np.empty((B, 4 * H), np.float32), np.empty((B, 4 * H), np.float32)
-c, tanh_c, h, dc_prev, pre = (np.empty((B, H), np.float32) for _ in range(5))
-K.lstm_cell_forward(xp, hh, c_prev, gates, c, tanh_c, h)
-K.lstm_cell_backward(gates, c_prev, tanh_c, dh, dh, dc, dc, dgates, dc_prev)
-rnn_h = np.empty((B, H), np.float32)
-K.rnn_cell_forward(xp[:, :H].copy(), hh[:, :H].copy(), rnn_h)
-K.rnn_cell_backward(rnn_h, dh, dh, pre)
-np.savez(sys.argv[1], gates=gates, c=c, h=h, dgates=dgates, dc_prev=dc_prev, rnn_h=rnn_h, pre=pre)
-"""
-
-
-def test_cell_kernels_give_the_same_bits_compiled_or_loaded_from_the_cache(tmp_path):
-    """As tests/test_determinism.py checks for the autograd kernels: the gates' inlined e^x must not
-    depend on whether Numba compiled the kernel in this process or loaded it from its cache."""
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
-    runs = []
-    for name in ("compiled", "cached"):
-        proc = subprocess.run([sys.executable, "-c", CELL_KERNELS, str(tmp_path / f"{name}.npz")], env=env,
-                              capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        runs.append(np.load(tmp_path / f"{name}.npz"))
-    assert any((tmp_path / "numba-cache").rglob("*.nbc")), "the first run should have filled the cache"
-    for key in runs[0].files:
-        np.testing.assert_array_equal(runs[0][key], runs[1][key], err_msg=key)
 
 
 @pytest.mark.parametrize("args, message", [
