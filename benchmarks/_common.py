@@ -13,7 +13,9 @@ variables once, when they start, so setting them after NumPy is imported has no 
 from __future__ import annotations
 
 import os
+import statistics
 import sys
+import time
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                "RAYON_NUM_THREADS")
@@ -32,6 +34,20 @@ def set_threads(default: int = 1) -> int:
     for var in THREAD_VARS:
         os.environ[var] = str(n)
     return n
+
+
+def median_step_seconds(steps: dict, n: int, warmup: int = 2) -> dict:
+    """{name: median seconds of step(i)} over n timed calls of each step after `warmup` untimed ones.
+    The implementations take turns call by call, so a change in the machine's load hits all of them
+    alike."""
+    times = {name: [] for name in steps}
+    for i in range(warmup + n):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step(i)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def torch_parameters(model) -> dict:

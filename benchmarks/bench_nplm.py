@@ -21,12 +21,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import set_threads, torch_adamw, torch_parameters  # noqa: E402
+from _common import median_step_seconds, set_threads, torch_adamw, torch_parameters  # noqa: E402
 
 if __name__ == "__main__":  # thread counts must be set before NumPy (and its BLAS) load
     set_threads(default=2)
 
-import statistics  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -69,19 +68,6 @@ def gemm_gflops(n: int = 2048) -> float:
     return 2 * n ** 3 / min(times) / 1e9
 
 
-def median_steps(steps: dict, batches: dict) -> dict:
-    """Median seconds per step of each implementation, after two warm-up steps. The implementations
-    take turns batch by batch, so a change in the machine's load hits all of them alike."""
-    times = {name: [] for name in steps}
-    for i in range(len(next(iter(batches.values())))):
-        for name, step in steps.items():
-            t0 = time.perf_counter()
-            step(*batches[name][i])
-            if i >= 2:
-                times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def main() -> None:
     from scratchlm.models.nplm import NPLM, NPLMConfig
     from scratchlm.rng import manual_seed
@@ -106,8 +92,7 @@ def main() -> None:
                   and not name.startswith("C."))
     flops_per_token = 6 * weights
 
-    steps = {"scratchlm": lambda x, y: train_step(model, optimizer, [(x, y)], lr)}
-    step_batches = {"scratchlm": batches}
+    steps = {"scratchlm": lambda i: train_step(model, optimizer, [batches[i]], lr)}
     if torch is not None:
         torch.set_num_threads(args.threads)
         params = torch_parameters(model)
@@ -120,9 +105,9 @@ def main() -> None:
             t_opt.step()
             return loss.item()
         name = f"PyTorch {torch.__version__}"
-        steps[name] = torch_step
-        step_batches[name] = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches]
-    rows = list(median_steps(steps, step_batches).items())
+        t_batches = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches]
+        steps[name] = lambda i: torch_step(*t_batches[i])
+    rows = list(median_step_seconds(steps, args.steps).items())
 
     peak = gemm_gflops()
     print(f"NPLM training step on PTB's configuration: V={config.vocab_size}, n-1={config.context}, "

@@ -23,13 +23,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import set_threads  # noqa: E402
+from _common import median_step_seconds, set_threads  # noqa: E402
 
 if __name__ == "__main__":  # thread counts must be set before NumPy (and its BLAS) load
     set_threads(default=2)
 
-import statistics  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -78,21 +76,8 @@ if torch is not None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Timing
+# The benchmark
 # ---------------------------------------------------------------------------------------------
-
-def median_steps(steps: dict, n: int) -> dict:
-    """Median seconds per step of each implementation, after two warm-up steps; they take turns step
-    by step, so a change in the machine's load hits all of them alike."""
-    times = {name: [] for name in steps}
-    for i in range(n + 2):
-        for name, step in steps.items():
-            t0 = time.perf_counter()
-            step(i)
-            if i >= 2:
-                times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
-
 
 def main() -> None:
     from scratchlm.autograd import Tensor
@@ -134,7 +119,7 @@ def main() -> None:
             return loss.item()
         name = f"PyTorch {torch.__version__}"
         steps[name] = torch_step
-    rows = list(median_steps(steps, args.steps).items())
+    rows = list(median_step_seconds(steps, args.steps).items())
 
     # Where scratchlm's step goes: the head (logits, cross-entropy, their backward) against the rest.
     out = Tensor(rng.standard_normal((B, T, H)).astype(np.float32), requires_grad=True)
@@ -144,7 +129,7 @@ def main() -> None:
         model.zero_grad()
         loss = F.cross_entropy(model.head(out).reshape(B * T, V), y)
         loss.backward()
-    head = median_steps({"head": head_only}, max(10, args.steps // 2))["head"]
+    head = median_step_seconds({"head": head_only}, max(10, args.steps // 2))["head"]
 
     print(f"LSTM LM training step, Zaremba's small configuration: V={V}, {L} x {H}, batch {B}, {T} steps, "
           f"float32, SGD + clipping; {args.threads} threads")
