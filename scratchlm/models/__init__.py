@@ -16,6 +16,8 @@
     rnn_kernels.py        fused LSTM/RNN cell steps, forward and backward (Numba + NumPy twins)
     classifier.py         SequenceClassifier: a class read at a decoder body's last real     Chapter 10
                           token (new score layer or the LM head's label tokens); its loss_fn
+    logistic.py           BagOfWords, LogisticRegression, train_logistic: the bag-of-words  Chapter 10
+                          baseline and the linear probe on frozen features
 
 Each model is called the same way, `logits, loss = model(x, targets)` (BERT also takes key_lengths
 for a padded batch; T5 is called `model(src, src_lengths, dec_in, targets)`, and trains through
