@@ -226,7 +226,8 @@ def test_sms_spam_messages_are_kept_exactly(data_dir):
     splits = [data.load_labelled("sms-spam", s) for s in ("train", "valid", "test")]
     assert Counter((t, names[y]) for texts, ys in splits for t, y in zip(texts, ys)) == whole
     train, y = splits[0]
-    assert train[0] == "Go until jurong point, crazy.. Available only in bugis n great world la e buffet... Cine there got amore wat..."
+    assert train[0] == ("Go until jurong point, crazy.. Available only in bugis n great world la e buffet... "
+                        "Cine there got amore wat...")
     assert y[0] == 0 and names == ("ham", "spam")
     assert any(t.endswith(" ") for t in train) and any("&lt;#&gt;" in t for t in train)   # no stripping, no unescaping
     assert data.load_lines("sms-spam", "valid") == splits[1][0]
@@ -234,7 +235,8 @@ def test_sms_spam_messages_are_kept_exactly(data_dir):
 
 
 def test_shijing_sections_labels(data_dir):
-    poems = {t: int(y) for s in ("train", "valid", "test") for t, y in zip(*data.load_labelled("shijing-sections", s))}
+    splits = [data.load_labelled("shijing-sections", s) for s in ("train", "valid", "test")]
+    poems = {t: int(y) for texts, labels in splits for t, y in zip(texts, labels)}
     assert len(poems) == 305 and data.LABEL_NAMES["shijing-sections"] == ("风", "雅", "颂")
     assert poems["关关雎鸠，在河之洲。窈窕淑女，君子好逑。参差荇菜，左右流之。窈窕淑女，寤寐求之。求之不得，寤寐思服。"
                  "悠哉悠哉，辗转反侧。参差荇菜，左右采之。窈窕淑女，琴瑟友之。参差荇菜，左右芼之。窈窕淑女，钟鼓乐之。"] == 0

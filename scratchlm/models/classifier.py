@@ -159,7 +159,8 @@ class SequenceClassifier(Module):
         return logits, F.cross_entropy(logits, targets)
 
     def extra_repr(self) -> str:
-        return f"n_classes={self.n_classes}" + ("" if self.label_ids is None else f", label_ids={self.label_ids.tolist()}")
+        verbalizer = "" if self.label_ids is None else f", label_ids={self.label_ids.tolist()}"
+        return f"n_classes={self.n_classes}{verbalizer}"
 
 
 def padded_lengths(X) -> np.ndarray:
