@@ -351,7 +351,8 @@ class SoftPrompt(Module):
     drawn uniformly from the vocabulary (without repeats when P <= V) with `rng`. The base is frozen
     (requires_grad_(False)); only the prompt trains. It reads like a GPT: block_size = the base's
     minus P (the text tokens that fit), n_prefix = P (the positions before the text, which a
-    classification head skips), and forward returns the logits of the text positions only."""
+    classification head skips), config = the base's, and forward returns the logits of the text
+    positions only."""
 
     def __init__(self, base: Module, n_tokens: int, init_ids=None, rng: np.random.Generator | None = None):
         super().__init__()
@@ -370,6 +371,12 @@ class SoftPrompt(Module):
         self.base = base.requires_grad_(False)
         self.prompt = Parameter(base.wte.weight.data[init_ids])        # (P, C), a copy
         self.n_prefix = int(n_tokens)
+
+    @property
+    def config(self):
+        """The base's config (a classification head reads n_embd and vocab_size from it; its block_size
+        counts the prompt's positions too, and `self.block_size` is what remains for text)."""
+        return self.base.config
 
     @property
     def block_size(self) -> int:

@@ -359,7 +359,7 @@ def test_soft_prompt_logits_by_hand():
     with no_grad():
         want = base.head(base.hidden_states(Tensor(h0))).data[:, 2:]
     np.testing.assert_allclose(logits_of(model, x), want, rtol=1e-13, atol=1e-13)
-    assert model.n_prefix == 2 and model.block_size == TINY.block_size - 2
+    assert model.n_prefix == 2 and model.block_size == TINY.block_size - 2 and model.config is base.config
 
 
 def test_soft_prompt_init_is_seeded_vocabulary_rows():
@@ -434,3 +434,5 @@ def test_soft_prompt_adapter_round_trip(tmp_path):
     load_adapter(path, fresh)
     np.testing.assert_array_equal(logits_of(fresh, x), logits_of(model, x))
     assert adapter_bytes(fresh) == model.prompt.data.nbytes
+    with pytest.raises(ValueError, match=f"{path}.*n_layer"):                 # the base's config is compared
+        load_adapter(path, SoftPrompt(tiny_gpt(GPTConfig(**{**TINY.__dict__, "n_layer": 1})), 2))
