@@ -24,6 +24,10 @@ the one given (naming each differing field) and that every parameter name and sh
 (naming the parameter). Restoring model and optimiser state this way makes a resumed run continue
 with bit-identical numbers; the caller restores its own data position and random state (e.g. pass
 `extra={"rng": get_rng().bit_generator.state}`).
+
+An adapter (Chapter 10: LoRA's matrices, a soft prompt, a new head on a frozen base) is the same
+file holding only the trainable parameters: save_checkpoint(..., trainable_only=True), read back onto
+the base with load_checkpoint(..., strict=False) (scratchlm.peft's save_adapter and load_adapter).
 """
 
 from __future__ import annotations
@@ -59,11 +63,21 @@ def model_config(model) -> dict | None:
     return _config_dict(config) if dataclasses.is_dataclass(config) and not isinstance(config, type) else None
 
 
-def save_checkpoint(path, model, optimizer=None, config=None, step: int = 0, extra: dict | None = None) -> Path:
+def save_checkpoint(path, model, optimizer=None, config=None, step: int = 0, extra: dict | None = None,
+                    trainable_only: bool = False) -> Path:
     """Write `model` (+ `optimizer`, `config`, `step`, JSON-able `extra`) to `path` atomically.
-    Refuses, before writing anything, arrays holding NaN or infinity."""
+    Refuses, before writing anything, arrays holding NaN or infinity.
+
+    trainable_only=True writes only the parameters that require gradients (each once, under its first
+    name): an adapter of a frozen base (Chapter 10), loaded back with load_checkpoint(strict=False)."""
     path = Path(path)
-    arrays = {f"model/{name}": value for name, value in model.state_dict().items()}
+    if trainable_only:
+        arrays = {f"model/{name}": p.data for name, p in model.named_parameters() if p.requires_grad}
+        if not arrays:
+            raise ValueError(f"refusing to write {path}: trainable_only=True, but every parameter of the "
+                             f"{type(model).__name__} is frozen (requires_grad=False)")
+    else:
+        arrays = {f"model/{name}": value for name, value in model.state_dict().items()}
     meta = {"format": FORMAT, "step": int(step), "model_config": model_config(model),
             "config": _config_dict(config), "extra": extra, "optimizer": None}
     if optimizer is not None:
@@ -134,12 +148,16 @@ def _check_config(path: Path, saved: dict | None, given: dict, what: str = "conf
         raise ValueError(f"{path}: {what} differs from the checkpoint's: {shown}{hint}")
 
 
-def load_checkpoint(path, model, optimizer=None, config=None, contents=None) -> dict:
+def load_checkpoint(path, model, optimizer=None, config=None, contents=None, strict: bool = True) -> dict:
     """Load `path` into `model` (and `optimizer`) in place and return its metadata
     {"step", "model_config", "config", "extra", "optimizer", "format"}. The model's own config, when
     it has one, must equal the saved model_config (checkpoints written before that field existed
     are not checked); when `config` is given it must equal the saved one. `contents` =
-    read_checkpoint(path), when the caller has read the file already."""
+    read_checkpoint(path), when the caller has read the file already.
+
+    strict=False loads a file that holds only some of the model's parameters (one written with
+    trainable_only=True); the others keep their values. A parameter in the file that the model does
+    not have is an error either way."""
     path = Path(path)
     meta, arrays = read_checkpoint(path) if contents is None else contents
     mine, saved_model_config = model_config(model), meta.get("model_config")
@@ -150,7 +168,11 @@ def load_checkpoint(path, model, optimizer=None, config=None, contents=None) -> 
         _check_config(path, meta["config"], _config_dict(config))
     model_sd = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
     try:
-        model.load_state_dict(model_sd)
+        if not strict:                  # a part of the model, but nothing the model does not have
+            unexpected = sorted(set(model_sd) - {name for name, _ in model.named_parameters(remove_duplicate=False)})
+            if unexpected:
+                raise KeyError(f"the {type(model).__name__} has no parameters {unexpected}")
+        model.load_state_dict(model_sd, strict=strict)
     except (KeyError, ValueError) as e:
         raise ValueError(f"{path}: {e.args[0]}") from None
     if optimizer is not None:

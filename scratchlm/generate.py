@@ -5,7 +5,9 @@ Any model with `next_logits(idx) -> (B, V)` logits of the token after each row o
 and `next_logits(new_ids, cache=cache)` (the GPT's KV cache) is run one new position per token:
 the keys and values of earlier positions are kept, so step t costs O(t) attention instead of a full
 forward pass over t tokens. Once the context fills block_size the cache is dropped and every step
-runs on the last block_size tokens, as without a cache, so both paths give the same logits.
+runs on the last block_size tokens, as without a cache, so both paths give the same logits. A model
+whose cache also holds `n_prefix` positions before the ids (Chapter 10's soft prompt) says so in that
+attribute: its cache is full at n_prefix + block_size.
 
 Strategies, from the logits z of the next token:
 
@@ -137,7 +139,8 @@ class Context:
     def append(self, next_ids: np.ndarray) -> None:
         """Extend every row by one id and compute the logits that follow."""
         self.ids = np.concatenate([self.ids, np.asarray(next_ids, dtype=np.int64)[:, None]], axis=1)
-        if self.cache is not None and self.cache.length == self.model.block_size:
+        full = getattr(self.model, "n_prefix", 0) + self.model.block_size   # positions the cache can hold
+        if self.cache is not None and self.cache.length == full:
             self.cache = None  # the window now slides: positions shift, so cached keys are stale
         if self.cache is not None:
             self.logits = self.model_logits(self.ids[:, -1:], self.cache)

@@ -271,12 +271,17 @@ class GPT(Module):
 
     # -- the three steps ---------------------------------------------------------------------------
 
-    def embed(self, idx, start: int = 0) -> Tensor:
+    def embed(self, idx, start: int = 0, prefix: Tensor | None = None) -> Tensor:
         """idx (B, T) ids at positions start .. start + T - 1 -> (B, T, C): token embeddings, plus the
-        learned position embeddings (with RoPE the positions enter the attention instead), dropout."""
+        learned position embeddings (with RoPE the positions enter the attention instead), dropout.
+
+        `prefix` (B, P, C): embeddings that go before the tokens (Chapter 10's soft prompt) -> (B, P + T, C),
+        the prefix taking positions start .. start + P - 1 and the tokens the P positions after."""
         x = self.wte(idx)                                   # (B, T, C)
+        if prefix is not None:
+            x = F.concatenate([prefix, x], axis=1)          # (B, P + T, C)
         if hasattr(self, "wpe"):
-            x = x + self.wpe(np.arange(start, start + idx.shape[1]))  # + (T, C)
+            x = x + self.wpe(np.arange(start, start + x.shape[1]))  # + (T, C)
         return self.drop(x)
 
     def hidden_states(self, x: Tensor, cache: KVCache | None = None, key_lengths=None) -> Tensor:
