@@ -429,6 +429,22 @@ def unlabelled_lines(name: str) -> list[str]:
     return [line for line in _chinese_classics_lines() if line not in held_out]
 
 
+def stratified_sample(labels, n: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Ascending rows of `labels` (N,): about n of them, each class in its share of N (rounded, at least
+    one row per class, so a few more than n when a class is rare), drawn without repeats by `rng`; all
+    N rows for n None or n >= N. Chapter 10's label budgets: 16 of the SMS messages keep 2 spam."""
+    labels = np.asarray(labels)
+    if n is None or n >= len(labels):
+        return np.arange(len(labels))
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"stratified_sample: n must be an integer >= 1 or None, got {n!r}")
+    rows = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        rows.append(rng.choice(members, size=max(1, round(n * len(members) / len(labels))), replace=False))
+    return np.sort(np.concatenate(rows))
+
+
 # ---------------------------------------------------------------------------------------------
 # Batching
 # ---------------------------------------------------------------------------------------------

@@ -331,3 +331,20 @@ def test_minibatches_cover_the_rows_once_in_the_given_order():
     got = list(data.minibatches(X, Y, 4, order))
     np.testing.assert_array_equal(np.concatenate([y for _, y in got]), Y[order])
     np.testing.assert_array_equal(got[0][0], X[order[:4]])
+
+
+@pytest.mark.parametrize("labels, n", [(np.array([0] * 87 + [1] * 13), 16), (np.array([0, 1, 1, 2] * 10), 5),
+                                       (np.array([1, 0, 0, 0, 0, 0, 0, 0]), 2)])
+def test_stratified_sample_keeps_every_class_in_its_share(labels, n):
+    rows = data.stratified_sample(labels, n, np.random.default_rng(0))
+    assert np.all(np.diff(rows) > 0)                                  # ascending, no repeats
+    for c in np.unique(labels):
+        share = n * np.mean(labels == c)
+        assert (labels[rows] == c).sum() == max(1, round(share)), c  # rounded share, at least one
+    assert np.array_equal(data.stratified_sample(labels, None, None), np.arange(len(labels)))
+    assert np.array_equal(data.stratified_sample(labels, len(labels) + 5, None), np.arange(len(labels)))
+
+
+def test_stratified_sample_refuses_a_bad_budget():
+    with pytest.raises(ValueError, match="n must be an integer >= 1 or None, got 0"):
+        data.stratified_sample(np.array([0, 1]), 0, np.random.default_rng(0))
