@@ -30,7 +30,9 @@ reason Kaplan's N_opt grows as C^0.73 and theirs as C^0.5.
 
 Evaluation: the loss on `eval_tokens` of the held-out slice, windows evenly spaced through it, the
 same windows for every run of a block size, so that two runs' losses differ by what they learned
-and not by which text they were scored on. `evals` evaluations are spread over the run (history).
+and not by which text they were scored on. `evals` evaluations are spread over the run (history);
+a few are enough, because in a single epoch each step's training loss is already measured on text
+the model has never seen, a learning curve for free (history["loss"]).
 
     corpus = scaling_corpus()                      # or make_corpus(text, name) for any text
     runs = [Run(n_layer=2, n_embd=64, n_head=4, tokens=1_000_000), ...]
@@ -168,7 +170,7 @@ class Run:
     warmup_fraction: float = 0.02  # of the run's steps
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-    evals: int = 10                # evaluations over the run (and one at step 0)
+    evals: int = 4                 # evaluations over the run (and one at step 0)
     eval_tokens: int = 65_536      # held-out tokens per evaluation
     seed: int = 0
 
@@ -197,8 +199,8 @@ class Run:
 
     @property
     def name(self) -> str:
-        """For people: layers, width, tokens, seed (L2-d64-D1000000-s0)."""
-        return f"L{self.n_layer}-d{self.n_embd}-D{self.tokens}-s{self.seed}"
+        """For people: layers, width, tokens, peak learning rate, seed (L2-d64-D1000000-lr0.002-s0)."""
+        return f"L{self.n_layer}-d{self.n_embd}-D{self.tokens}-lr{self.learning_rate:g}-s{self.seed}"
 
     @property
     def key(self) -> str:

@@ -100,7 +100,7 @@ def test_the_schedule_spans_the_run():
 def test_run_fields_are_checked_and_keyed():
     assert Run(tokens=192, **TINY).key == Run(tokens=np.int64(192), **TINY).key
     assert Run(tokens=192, **{**TINY, "eval_tokens": 64}).key != Run(tokens=192, **TINY).key
-    assert Run(tokens=192, **TINY).key.startswith("L1-d16-D192-s0-")
+    assert Run(tokens=192, **TINY).key.startswith("L1-d16-D192-lr0.002-s0-")
     for bad, match in [({"tokens": 63}, "less than one step"), ({"n_head": 3}, "multiple of n_head"),
                        ({"seed": 1.0}, "seed"), ({"batch_size": 0}, "batch_size"),
                        ({"final_lr_ratio": 2.0}, "final_lr_ratio")]:
