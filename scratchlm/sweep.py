@@ -251,7 +251,9 @@ def _windows(ids: np.ndarray, starts: np.ndarray, block_size: int) -> tuple[np.n
 
 def run_one(run: Run, corpus: Corpus, log=print) -> dict:
     """Train `run` on `corpus`, single epoch, and return its result (module docstring). Seeded by
-    run.seed alone: the same run gives the same numbers in any process, at the same thread counts."""
+    run.seed alone, split into one stream for the initial weights (the library's generator is
+    reseeded with it) and one for the window order: the same run gives the same numbers in any
+    process, at the same thread counts."""
     t0 = time.perf_counter()
     weights_seed, order_seed = np.random.SeedSequence(run.seed).spawn(2)
     T, B = run.block_size, run.batch_size
