@@ -12,27 +12,23 @@ variables once, when they start, so setting them after NumPy is imported has no 
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
 import time
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-               "RAYON_NUM_THREADS")
+from scratchlm import runtime  # the thread-count variables; scratchlm's import does not load NumPy
 
 
 def set_threads(default: int = 1) -> int:
-    """Set every thread-count variable to --threads N from sys.argv (or `default`); return N."""
+    """Set every thread-count variable (runtime.THREAD_VARS) to --threads N from sys.argv (or
+    `default`); return N."""
     n = default
     for i, arg in enumerate(sys.argv):
         if arg == "--threads" and i + 1 < len(sys.argv):
             n = int(sys.argv[i + 1])
         elif arg.startswith("--threads="):
             n = int(arg.split("=", 1)[1])
-    if "numpy" in sys.modules:
-        raise RuntimeError("set_threads() must run before NumPy is imported")
-    for var in THREAD_VARS:
-        os.environ[var] = str(n)
+    runtime.set_threads(n)
     return n
 
 

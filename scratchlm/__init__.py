@@ -10,7 +10,8 @@ Data flows one way: text -> tokens -> counts or tensors -> model -> loss/metrics
     scratchlm.models        NPLM (Chapter 4), GPT (Chapter 6)
     scratchlm.metrics       nats, bits, perplexity
     scratchlm.plotting      the book's figure style
-    scratchlm.runtime       thread-pool and malloc settings made at import
+    scratchlm.runtime       thread-pool and malloc settings made at import; start_mpi
+    scratchlm.sweep         training runs, cached, over MPI ranks           Chapter 11
 """
 
 from scratchlm import runtime  # noqa: F401  (thread-pool and malloc settings, before any kernel runs)
