@@ -18,6 +18,7 @@ from scratchlm.rng import manual_seed
 from scratchlm.train import EpochSettings, configure_optimizer, evaluate, train_epochs
 
 from benchmark_modules import load_benchmark
+from model_helpers import assert_same_as_torch
 from test_gpt import MODERN, _loss_of_parameters, tiny_gpt
 
 CONFIG = GPTConfig(vocab_size=11, block_size=12, n_layer=2, n_head=2, n_embd=8)
@@ -128,13 +129,7 @@ def test_matches_pytorch_float64(options):
     t_logits = common.torch_linear(h[torch.arange(len(X)), lengths - 1], body, "score")
     t_loss = torch.nn.functional.cross_entropy(t_logits, torch.from_numpy(y))
     t_loss.backward()
-
-    def rel(a, b):
-        return np.abs(a - b).max() / np.abs(b).max()
-    assert rel(logits.data, t_logits.detach().numpy()) < 1e-6
-    assert abs(loss.item() - t_loss.item()) < 1e-6 * abs(t_loss.item())
-    for name, p in model.named_parameters():
-        assert rel(p.grad, params[name].grad.numpy()) < 1e-6, name
+    assert_same_as_torch(logits, loss, model, t_logits, t_loss, params)
 
 
 # ---- the two heads ------------------------------------------------------------------------------

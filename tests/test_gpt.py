@@ -14,18 +14,14 @@ from scratchlm.models.gpt import (GPT, GPTConfig, causal_self_attention, causal_
 from scratchlm.rng import manual_seed
 
 from benchmark_modules import load_benchmark
+from model_helpers import assert_same_as_torch, perturbed_gpt
 
 TINY = GPTConfig(vocab_size=7, block_size=6, n_layer=2, n_head=2, n_embd=8)
 MODERN = dict(norm="rmsnorm", position="rope", mlp="swiglu", bias=False)   # LLaMA's changes to GPT-2
 
 
 def tiny_gpt(config=TINY, dtype=np.float64, seed=0) -> GPT:
-    manual_seed(seed)
-    model = GPT(config, dtype=dtype)
-    rng = np.random.default_rng(seed + 1)
-    for p in model.parameters():  # move every weight off its initial value (LayerNorm gains = 1)
-        p.data += rng.normal(0, 0.1, p.shape).astype(dtype)
-    return model
+    return perturbed_gpt(config, dtype, seed)
 
 
 def ids(config, B, T, seed=0):
@@ -262,13 +258,7 @@ def test_matches_pytorch_float64(options):
     params = bench.torch_parameters(model)
     t_logits, t_loss = bench.torch_gpt_loss(params, config, torch.from_numpy(x), torch.from_numpy(y))
     t_loss.backward()
-
-    def rel(a, b):
-        return np.abs(a - b).max() / np.abs(b).max()
-    assert rel(logits.data, t_logits.detach().numpy()) < 1e-6
-    assert abs(loss.item() - t_loss.item()) < 1e-6 * abs(t_loss.item())
-    for name, p in model.named_parameters():
-        assert rel(p.grad, params[name].grad.numpy()) < 1e-6, name
+    assert_same_as_torch(logits, loss, model, t_logits, t_loss, params)
 
 
 # ---- KV cache ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import scratchlm.autograd.functional as F
+from model_helpers import perturbed_gpt, rel
 from scratchlm.autograd import Tensor, gradcheck, no_grad
 from scratchlm.checkpoint import save_checkpoint
 from scratchlm.generate import generate
@@ -14,7 +15,6 @@ from scratchlm.models.gpt import GPT, GPTConfig
 from scratchlm.nn import Linear, Module
 from scratchlm.peft import (LoRALinear, SoftPrompt, adapter_bytes, apply_lora, load_adapter, lora_layers,
                             merge_lora, model_bytes, save_adapter, trainable_parameters, unmerge_lora)
-from scratchlm.rng import manual_seed
 from scratchlm.train import configure_optimizer, train_step
 
 TINY = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=8)
@@ -23,12 +23,7 @@ QV = ((0, C), (2 * C, 3 * C))        # the q and v rows of the packed c_attn (C 
 
 
 def tiny_gpt(config=TINY, dtype=np.float64, seed=0) -> GPT:
-    manual_seed(seed)
-    model = GPT(config, dtype=dtype)
-    rng = np.random.default_rng(seed + 1)
-    for p in model.parameters():     # move every weight off its initial value (LayerNorm gains = 1)
-        p.data += rng.normal(0, 0.1, p.shape).astype(dtype)
-    return model
+    return perturbed_gpt(config, dtype, seed)
 
 
 def ids(B, T, seed=0, V=TINY.vocab_size):
@@ -131,9 +126,6 @@ def test_lora_linear_matches_torch(rows):
         B_full = torch.cat([tB[:2], torch.zeros(2, 2, dtype=torch.float64), tB[2:]])
     ty = torch.nn.functional.linear(tx, W, b) + layer.scaling * (tx @ tA.T) @ B_full.T
     ty.backward(torch.tensor(g))
-
-    def rel(a, b):
-        return np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)
     assert rel(layer(x).data, ty.detach().numpy()) < 1e-6
     for name, ours, theirs in (("x", x, tx), ("A", layer.lora_A, tA), ("B", layer.lora_B, tB)):
         assert rel(ours.grad, theirs.grad.numpy()) < 1e-6, name
