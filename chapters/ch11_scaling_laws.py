@@ -26,7 +26,7 @@ The sweep is the book's first workload that is worth spreading over machines, so
 
 Run:      python chapters/ch11_scaling_laws.py [--quick]             (one process)
           mpiexec -n 2 python chapters/ch11_scaling_laws.py          (2 ranks: the runs are shared out)
-          Full sweep: 27 runs, estimated 6-12 minutes on 2 idle cores with 2 ranks (twice that on one
+          Full sweep: 28 runs, estimated 6-12 minutes on 2 idle cores with 2 ranks (twice that on one
           process); every finished run is cached in checkpoints/ch11_sweep/, so an interrupted sweep
           resumes and a rerun only refits (seconds). A cluster runs the same line under its launcher.
 Figures:  figures/ch11_isoflop.png, ch11_frontier.png, ch11_parametric.png, ch11_kaplan.png; numbers in
