@@ -55,13 +55,13 @@ from scratchlm.sweep import Run, run_sweep, scaling_corpus  # noqa: E402
 
 # Settings.
 # Model sizes (n_layer, n_embd), heads of 16 dimensions (one head below 32 wide); N counts every
-# parameter (80-symbol vocabulary, 64-token context): 1x16 = 5.4k ... 4x128 = 806k.
+# parameter (80-symbol vocabulary, 64-token context): 1x16 = 5.4k ... 2x128 = 412k.
 SIZES = {"1x16": (1, 16), "2x16": (2, 16), "2x24": (2, 24), "2x32": (2, 32), "2x48": (2, 48), "2x64": (2, 64),
-         "3x64": (3, 64), "2x96": (2, 96), "2x128": (2, 128), "4x128": (4, 128)}
+         "3x64": (3, 64), "2x96": (2, 96), "2x128": (2, 128)}
 # Compute budgets C (exact training FLOPs, scaling.training_flops) and the sizes trained on each: D =
-# C / flops_per_token, rounded down to whole steps. Each budget's sizes straddle its best one; the
-# largest budget has four sizes and the smallest models sit out the large budgets (their D would
-# outgrow the corpus's 6.6M tokens, and they are far from those budgets' optimum anyway).
+# C / flops_per_token, rounded down to whole steps. Each budget's sizes are spaced around where its
+# best one was expected (11.2 says where it was); the largest budget has four sizes, and the smallest
+# models sit out the large budgets (their D would outgrow the corpus's 6.6M tokens).
 BUDGETS = {3e10: ["1x16", "2x16", "2x24", "2x32", "2x48", "2x64"],
            1e11: ["1x16", "2x16", "2x24", "2x32", "2x48", "2x64"],
            3e11: ["2x24", "2x32", "2x48", "2x64", "3x64", "2x96"],
