@@ -22,7 +22,8 @@ ONE_THREAD = {var: "1" for var in runtime.THREAD_VARS}     # one process and two
 def run_quick(out: Path, *launcher: str) -> str:
     proc = subprocess.run([*launcher, sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
                           env=threads_env(**ONE_THREAD), capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{' '.join(launcher)} ch11 --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, \
+        f"{' '.join(launcher)} ch11 --quick failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout
 
 
@@ -57,7 +58,7 @@ def test_chapter_11_quick(quick):
     # 11.2: a and b are the slopes of the budgets' minima, both ways of counting N
     for label in ("with embeddings", "without embeddings"):
         iso = res["isoflop"][label]
-        assert iso["budgets"] == budgets
+        assert iso["budgets"] == [b for b in budgets if b not in iso["budgets_without_minimum"]]
         assert iso["a"] == pytest.approx(np.polyfit(np.log(budgets), np.log(iso["N_opt"]), 1)[0], rel=1e-9)
         assert iso["b"] == pytest.approx(np.polyfit(np.log(budgets), np.log(iso["D_opt"]), 1)[0], rel=1e-9)
 
@@ -66,11 +67,12 @@ def test_chapter_11_quick(quick):
     for label, key in (("with embeddings", "N"), ("without embeddings", "N_non_embedding")):
         p = res["parametric"][label]
         assert p["a"] == pytest.approx(p["beta"] / (p["alpha"] + p["beta"]))
-        assert p["a_approach_2"] == res["isoflop"][label]["a"]
+        assert p["a_approach_2"] == res["isoflop"][label]["a"] and isinstance(p["approaches_agree"], bool)
         N, D = np.array([r[key] for r in runs], float), np.array([r["D"] for r in runs], float)
         fitted = p["E"] + p["A"] / N ** p["alpha"] + p["B"] / D ** p["beta"]
         np.testing.assert_allclose(np.log(fitted / L), p["residuals"], rtol=1e-9, atol=1e-12)
-        assert all(lo <= hi for lo, hi in p["intervals"].values()) and set(p["intervals"]) >= {"E", "alpha", "beta", "a"}
+        assert all(lo <= hi for lo, hi in p["intervals"].values())
+        assert set(p["intervals"]) >= {"E", "alpha", "beta", "a"}
 
     # 11.4: one run per size for L(N); the L(D) runs are one model's
     k = res["kaplan"]
