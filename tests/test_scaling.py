@@ -1,7 +1,7 @@
 """scratchlm.scaling: parameter and FLOP counts against real models and their counted products; L-BFGS
 on functions with known minima; the fits on synthetic runs from known laws (Chapter 11's criteria:
-approach 3 recovers Chinchilla's E, A, B, alpha, beta within 2% noise-free and within its bootstrap
-intervals with noise; the IsoFLOP fit recovers a known a; the FLOP count agrees with the counted
+approach 3 recovers Chinchilla's E, A, B, alpha, beta within 2% noise-free, and with noise its bootstrap
+intervals cover them at about their level; the IsoFLOP fit recovers a known a; the FLOP count agrees with the counted
 operations of a real model within 5%). The exercises' own tests are in test_exercises_ch11.py."""
 
 import dataclasses
@@ -277,19 +277,27 @@ def test_the_fits_compute_optimal_allocation_is_the_minimum_along_c():
     assert np.argmin(fit.loss(sizes, C / (6 * sizes))) == 10
 
 
-def test_approach_3_intervals_hold_the_truth_with_noise():
-    """0.5% noise on each loss. Noise seed 1: over seeds 0-29 (n_boot 50) the 95% intervals held each
-    parameter in 27-29 of 30 and all five at once in 24; seed 0 is one of the misses (its fit of E is
-    1.76, the interval 1.72-1.80). A percentile bootstrap of 49 runs undercovers a little."""
-    N, D, L = chinchilla_grid()
-    noisy = L * np.exp(0.005 * np.random.default_rng(1).standard_normal(L.size))
-    fit = fit_parametric(N, D, noisy, starts=COARSE)
-    ci = bootstrap_parametric(N, D, noisy, n_boot=50, starts=np.vstack([fit.x, COARSE]), rng=np.random.default_rng(1))
-    assert ci.n_failed == 0 and ci.samples["E"].shape == (50,)
-    for name in ("E", "A", "B", "alpha", "beta"):
-        lo, hi = ci.interval(name)
-        assert lo <= CHINCHILLA[name] <= hi, (name, lo, hi)
-        assert lo <= fit.params[name] <= hi, (name, lo, hi)
+def test_approach_3_intervals_cover_the_truth_at_about_their_level():
+    """Coverage, not one lucky draw: 0.5% noise on each loss of a 5 x 5 grid, four noise seeds (0-3, the
+    first four, not chosen), a 95% interval for each of E, A, B, alpha, beta from 40 resamples. A 95%
+    interval should hold the truth in about 19 of the 20 checks; the test asks for 16 (80%), a bar set
+    before looking that a bootstrap of 25 runs with 40 resamples, which undercovers a little, clears,
+    and a broken one (intervals too narrow, or around the wrong point) does not. Measured: 20 of 20
+    over seeds 0-3; over seeds 0-29, 142 of 150 (95%), each parameter in 27-30 of 30, all five at once
+    in 26."""
+    N, D, L = chinchilla_grid(5)
+    held, checks = 0, 0
+    for seed in range(4):
+        noisy = L * np.exp(0.005 * np.random.default_rng(seed).standard_normal(L.size))
+        fit = fit_parametric(N, D, noisy, starts=COARSE)
+        ci = bootstrap_parametric(N, D, noisy, n_boot=40, starts=np.vstack([fit.x, COARSE]),
+                                  rng=np.random.default_rng(seed))
+        assert ci.n_failed == 0 and ci.samples["E"].shape == (40,)
+        for name in ("E", "A", "B", "alpha", "beta"):
+            lo, hi = ci.interval(name)
+            held += lo <= CHINCHILLA[name] <= hi
+            checks += 1
+    assert held >= 0.8 * checks, f"the 95% intervals held the truth in {held} of {checks} checks"
 
 
 def test_bootstrap_refits_started_only_at_the_fit_stop_early():
