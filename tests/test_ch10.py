@@ -33,8 +33,8 @@ def test_chapter_10_quick(run_chapter):
     for name, m in methods.items():
         if name.startswith("LoRA"):
             assert m["trainable"] < methods["last block + head"]["trainable"], name
-            # AdamW keeps two float32 moments per trained parameter
-            assert m["optimizer_state_bytes"] == 2 * 4 * m["trainable"], name
+            # AdamW keeps two float32 moments per trained parameter, and a step count per trained array
+            assert 2 * 4 * m["trainable"] < m["optimizer_state_bytes"] <= 2 * 4 * m["trainable"] + 8 * 64, name
         if name.startswith("prompt tuning"):
             assert m["trainable"] == int(name.split("P=")[1]) * C, name   # the prompt, nothing else
     assert res["best_lora"] in methods

@@ -251,8 +251,10 @@ def threads_env(**extra) -> dict:
 
 def test_start_mpi_divides_the_cores_among_the_ranks():
     pytest.importorskip("mpi4py")
+    # rank 0 prints every rank's line: two ranks writing to one pipe may interleave mid-line
     code = ("import os; from scratchlm.runtime import start_mpi; comm = start_mpi(); "
-            "print(comm.Get_rank(), os.environ['OPENBLAS_NUM_THREADS'], os.environ['NUMBA_NUM_THREADS'])")
+            "lines = comm.gather(f\"{comm.Get_rank()} {os.environ['OPENBLAS_NUM_THREADS']} "
+            "{os.environ['NUMBA_NUM_THREADS']}\"); comm.Get_rank() == 0 and print('\\n'.join(lines))")
     proc = subprocess.run([mpiexec(), "-n", "2", sys.executable, "-c", code], env=threads_env(),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
