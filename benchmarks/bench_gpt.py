@@ -23,14 +23,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import set_threads, torch_adamw, torch_block, torch_norm, torch_parameters  # noqa: E402
+from _common import (median_step_seconds, set_threads, torch_adamw, torch_block, torch_norm,  # noqa: E402
+                     torch_parameters)
 
 if __name__ == "__main__":  # thread counts must be set before NumPy (and its BLAS) load
     set_threads(default=2)
 
 import json  # noqa: E402
 import math  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 
@@ -87,17 +87,6 @@ def gemm_gflops(dtype, n: int = 1024, repeats: int = 10) -> float:
     return 2 * n ** 3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
-def median_ms(step, batches, warmup: int) -> float:
-    """Median wall time of step(x, y) over the batches after the first `warmup`, in ms."""
-    times = []
-    for i, (x, y) in enumerate(batches):
-        t0 = time.perf_counter()
-        step(x, y)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
-
-
 def scratchlm_step_fn(model, lr: float = 1e-3):
     from scratchlm.optim import clip_grad_norm
     from scratchlm.train import configure_optimizer
@@ -144,8 +133,8 @@ def time_one(impl: str, steps: int, dtype: str) -> float:
     if impl == "torch":
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
         torch.set_default_dtype(torch.float64 if dtype == "float64" else torch.float32)
-        return median_ms(torch_step_fn(model), batches, warmup)
-    return median_ms(scratchlm_step_fn(model), batches, warmup)
+    step = torch_step_fn(model) if impl == "torch" else scratchlm_step_fn(model)
+    return 1000 * median_step_seconds({impl: lambda i: step(*batches[i])}, steps, warmup)[impl]
 
 
 def main() -> None:

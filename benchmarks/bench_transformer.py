@@ -33,16 +33,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import set_threads, torch_adamw, torch_parameters, torch_stack  # noqa: E402
+from _common import median_step_seconds, set_threads, torch_adamw, torch_parameters, torch_stack  # noqa: E402
 
 if __name__ == "__main__":  # thread counts must be set before NumPy (and its BLAS) load
     set_threads(default=2)
 
 import json  # noqa: E402
 import math  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -149,17 +147,6 @@ def step_flops(model: str, config, batches) -> float:
 # Timing
 # ---------------------------------------------------------------------------------------------
 
-def median_ms(step, batches, warmup: int) -> float:
-    """Median wall time of step(batch) over the batches after the first `warmup`, in ms."""
-    times = []
-    for i, batch in enumerate(batches):
-        t0 = time.perf_counter()
-        step(batch)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
-
-
 def scratchlm_step_fn(model, model_name: str, lr: float = 1e-3):
     from scratchlm.models.bert import mlm_loss
     from scratchlm.optim import clip_grad_norm
@@ -213,8 +200,8 @@ def time_one(model_name: str, impl: str, steps: int, padded: bool) -> float:
     batches = make_batches(model_name, WARMUP + steps, padded)
     if impl == "torch":
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-        return median_ms(torch_step_fn(model, model_name), batches, WARMUP)
-    return median_ms(scratchlm_step_fn(model, model_name), batches, WARMUP)
+    step = torch_step_fn(model, model_name) if impl == "torch" else scratchlm_step_fn(model, model_name)
+    return 1000 * median_step_seconds({impl: lambda i: step(batches[i])}, steps, WARMUP)[impl]
 
 
 def main() -> None:
