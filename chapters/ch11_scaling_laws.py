@@ -6,7 +6,7 @@ runs out, the question is how to spend it. Kaplan et al. (2020) answered "mostly
 C^0.73); Hoffmann et al. (2022, Chinchilla) answered "on size and data equally" (N_opt ∝ C^0.5), and
 their 70B model trained on 4x the tokens beat the 280B Gopher on the same compute. GPT-4's report
 adds a third claim: the final loss of a large run can be predicted from much smaller ones. This
-chapter measures all three on GPTs of 5 thousand to 400 thousand parameters, small enough for a CPU,
+chapter measures all three on GPTs of 2 thousand to 600 thousand parameters, small enough for a CPU,
 trained on characters of Penn Treebank and tiny Shakespeare (scratchlm/sweep.py), every run single
 epoch with its own cosine schedule:
 
@@ -55,19 +55,25 @@ from scratchlm.sweep import Run, run_sweep, scaling_corpus  # noqa: E402
 
 # Settings.
 # Model sizes (n_layer, n_embd), heads of 16 dimensions (one head below 32 wide); N counts every
-# parameter (80-symbol vocabulary, 64-token context): 1x16 = 5.4k ... 2x128 = 412k.
-SIZES = {"1x16": (1, 16), "2x16": (2, 16), "2x24": (2, 24), "2x32": (2, 32), "2x48": (2, 48), "2x64": (2, 64),
-         "3x64": (3, 64), "2x96": (2, 96), "2x128": (2, 128)}
-# Compute budgets C (exact training FLOPs, scaling.training_flops) and the sizes trained on each: D =
-# C / flops_per_token, rounded down to whole steps. Each budget's sizes are spaced around where its
-# best one was expected (11.2 says where it was); the largest budget has four sizes, and the smallest
-# models sit out the large budgets (their D would outgrow the corpus's 6.6M tokens).
-BUDGETS = {3e10: ["1x16", "2x16", "2x24", "2x32", "2x48", "2x64"],
-           1e11: ["1x16", "2x16", "2x24", "2x32", "2x48", "2x64"],
-           3e11: ["2x24", "2x32", "2x48", "2x64", "3x64", "2x96"],
-           1e12: ["2x32", "2x48", "2x64", "3x64", "2x96", "2x128"],
-           3e12: ["2x64", "3x64", "2x96", "2x128"]}
-RECIPE = dict(block_size=64, batch_size=32)      # 2048 tokens a step; Run's defaults for the rest
+# parameter (80-symbol vocabulary, 64-token context): 1x8 = 1.9k ... 3x128 = 610k.
+SIZES = {"1x8": (1, 8), "1x16": (1, 16), "2x16": (2, 16), "2x24": (2, 24), "2x32": (2, 32), "2x48": (2, 48),
+         "2x64": (2, 64), "3x64": (3, 64), "2x96": (2, 96), "2x128": (2, 128), "3x128": (3, 128)}
+# Compute budgets C (exact training FLOPs, scaling.training_flops), 1.52 decades, and the sizes trained on
+# each: D = C / flops_per_token, rounded down to whole steps. Each budget's five sizes straddle the best
+# one of trial runs; a size sits out a budget whose D would outgrow the corpus's 6.6M training tokens
+# (single epoch), which is what bounds the sweep from below: at 3e12 no model under ~80k parameters
+# fits.
+BUDGETS = {9e10: ["1x8", "1x16", "2x16", "2x24", "2x32"],
+           3e11: ["2x16", "2x24", "2x32", "2x48", "2x64"],
+           1e12: ["2x32", "2x48", "2x64", "3x64", "2x96"],
+           3e12: ["2x64", "3x64", "2x96", "2x128", "3x128"]}
+# 4 windows of 64 characters a step. At these losses (2-3 nats) a run is limited by its number of
+# steps more than by its tokens: in trial runs at 1e11 FLOPs, 2x32's final loss was 2.61 with 32
+# windows a step, 2.43 with 8, 2.22 with 4, 2.14 with 2 (Kaplan et al.'s critical batch is small while
+# the loss is high). With 32, every budget's best model was its smallest and no profile had a
+# minimum. A batch tuned per size would be better still, the large models gaining most; one batch for
+# all keeps the recipe simple and leans the minima a little toward small N.
+RECIPE = dict(block_size=64, batch_size=4)       # 256 tokens a step; Run's defaults for the rest
 EVAL_TOKENS = 65_536                             # held-out tokens per evaluation, the same for every run
 
 

@@ -7,6 +7,8 @@ operations of a real model within 5%). The exercises' own tests are in test_exer
 import dataclasses
 import functools
 
+import math
+
 import numpy as np
 import pytest
 
@@ -186,6 +188,13 @@ def test_fit_power_law_recovers_kaplans_constants():
     assert law.alpha == pytest.approx(kaplan["alpha_N"], rel=1e-10)
     assert law.x_c == pytest.approx(kaplan["N_c"], rel=1e-8)
     np.testing.assert_allclose(law(N), (kaplan["N_c"] / N) ** kaplan["alpha_N"], rtol=1e-12)
+
+
+def test_x_c_of_a_flat_or_rising_law():
+    """A nearly flat law's constant is beyond float64 (inf, not an OverflowError); a rising law has none."""
+    N = np.logspace(4, 6, 5)
+    assert fit_power_law(N, 2.0 * N ** -1e-4).x_c == math.inf
+    assert math.isnan(fit_power_law(N, 2.0 * N ** 0.05).x_c)
 
 
 def test_fit_power_law_with_an_irreducible_term():

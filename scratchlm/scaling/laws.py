@@ -31,6 +31,7 @@ C / (6 N_opt) when the runs were planned with C = 6ND and stays right when C cou
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,8 +63,12 @@ class PowerLaw:
 
     @property
     def x_c(self) -> float:
-        """Kaplan's constant (N_c, D_c): scale = x_c^alpha."""
-        return self.scale ** (1.0 / self.alpha)
+        """Kaplan's constant (N_c, D_c): scale = x_c^alpha. A law that does not fall (alpha <= 0) has
+        none (nan); a nearly flat one can put it beyond float64 (inf)."""
+        if self.alpha <= 0:
+            return math.nan
+        log_x_c = math.log(self.scale) / self.alpha
+        return math.exp(log_x_c) if log_x_c < 709.0 else math.inf
 
     @property
     def params(self) -> dict[str, float]:
