@@ -267,3 +267,68 @@ def test_no_other_suffix_for_plain_twins():
                 if callable(f) and getattr(f, "__module__", None) == info.name
                 and name.endswith(("_numpy", "_python", "_py"))]
     assert not odd, f"plain twins must be named <kernel>_ref: {odd}"
+
+
+# ---- the row reductions: 8 lanes, vectorised, in the order the numerics docstring fixes -------------
+
+def _lanes_in_order(terms, zero):
+    """The reduction the helpers define, written out: lane k adds terms k, k+8, ... in turn, then the
+    lanes in pairs, then the tail (the last n % 8 terms) one by one."""
+    n = len(terms)
+    full = n - n % 8
+    lanes = [zero] * 8
+    for j in range(full):
+        lanes[j % 8] = lanes[j % 8] + terms[j]
+    s = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+    for j in range(full, n):
+        s = s + terms[j]
+    return s
+
+
+@njit(cache=True)
+def _reductions(a, b):
+    return (numerics.row_sum(a), numerics.row_dot(a, b), numerics.row_max(a), numerics.row_sum64(a),
+            numerics.row_sq_dev64(a, 0.25), numerics.row_dot_dev64(a, b, 0.25))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 16, 31, 64, 129])
+@pytest.mark.parametrize("strided", [False, True], ids=["contiguous", "strided"])
+def test_row_reductions_add_in_the_documented_order(dtype, n, strided):
+    rng = np.random.default_rng(n)
+    a2, b2 = (rng.normal(scale=10, size=2 * n).astype(dtype) for _ in range(2))
+    a2[rng.random(2 * n) < 0.1] = -np.inf if n > 1 else a2[0]
+    a, b = (a2[::2], b2[::2]) if strided else (a2[:n], b2[:n])
+    got = _reductions(a, b)
+    zero = dtype(0)
+    with np.errstate(invalid="ignore"):                         # -inf + inf = nan, in both
+        want = _lanes_in_order(list(a), zero), _lanes_in_order([x * y for x, y in zip(a, b)], zero)
+    np.testing.assert_array_equal(got[:2], want)                # the same bits (nan where nan)
+    assert got[2] == a.max()
+    finite = np.isfinite(a).all()
+    if finite:      # the float64 sums: in float64, each entry converted first
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        assert got[3] == _lanes_in_order(list(a64), 0.0)
+        assert got[4] == _lanes_in_order(list((a64 - 0.25) ** 2), 0.0)
+        assert got[5] == _lanes_in_order(list(a64 * (b64 - 0.25)), 0.0)
+
+
+# ---- the fused Adam step ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("l2, decay", [(0.0, 1.0), (0.0, 0.999), (0.1, 1.0)], ids=["adam", "adamw", "adam_l2"])
+def test_adam_update_gives_its_twins_bits(dtype, l2, decay):
+    rng = np.random.default_rng(7)
+    n = 1000
+    p, g, m = (rng.normal(size=n).astype(dtype) for _ in range(3))
+    v = rng.uniform(0, 2, size=n).astype(dtype)
+    g[:5] = [0.0, -0.0, 1e-30, 1e18, -1e-7]
+    f = np.dtype(dtype).type
+    scalars = (f(l2), f(decay), f(0.9), f(1 - 0.9), f(0.99), f(1 - 0.99), f(np.sqrt(1 - 0.99 ** 3)), f(1e-8),
+               f(1e-3 / (1 - 0.9 ** 3)))
+    got, want = [a.copy() for a in (p, g, m, v)], [a.copy() for a in (p, g, m, v)]
+    K.adam_update(*got, *scalars)
+    K.adam_update_ref(*want, *scalars)
+    for x, y in zip(got, want):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(got[0], p)                         # it did step

@@ -23,6 +23,7 @@ input is small (PARALLEL_MIN_SIZE), where waking other threads costs more than i
     rms_norm_forward/backward   y = x / sqrt(mean(x^2) + eps) * w over the last axis (Chapter 9)
     swiglu_forward/backward     y = silu(a) * b, [a, b] the two halves of the last axis (Chapter 9)
     rope_forward                rotary position embedding, rotate-half convention (Chapter 9)
+    adam_update                 one Adam / AdamW step of a parameter and its two moments, in place
 
 Stability: every softmax and cross-entropy exponential is of x - max(x) <= 0, so nothing overflows
 however large the logits (the log-sum-exp trick); the tanh GELU's gate 1 / (1 + e^(-2u)) relies on
@@ -246,18 +247,12 @@ def layer_norm_forward(x, weight, bias, eps, out, mean, rstd):
     """out (N, C), mean (N,), rstd (N,) for x (N, C), weight (C,), bias (C,)."""
     N, C = x.shape
     for i in prange(N):
-        mu = 0.0
-        for j in range(C):
-            mu += x[i, j]
-        mu /= C
-        var = 0.0
-        for j in range(C):
-            d = x[i, j] - mu
-            var += d * d
-        r = 1.0 / math.sqrt(var / C + eps)
+        xi, yi = x[i], out[i]
+        mu = numerics.row_sum64(xi) / C
+        r = 1.0 / math.sqrt(numerics.row_sq_dev64(xi, mu) / C + eps)
         mean[i], rstd[i] = mu, r
         for j in range(C):
-            out[i, j] = (x[i, j] - mu) * r * weight[j] + bias[j]
+            yi[j] = (xi[j] - mu) * r * weight[j] + bias[j]
 
 
 def layer_norm_forward_ref(x, weight, bias, eps, out, mean, rstd):
@@ -272,17 +267,14 @@ def layer_norm_backward(x, weight, mean, rstd, g, dx, dweight, dbias):
     """dx (N, C), dweight (C,), dbias (C,) from the forward's saved mean and rstd."""
     N, C = x.shape
     for i in prange(N):
+        xi, gi, di = x[i], g[i], dx[i]
         mu, r = mean[i], rstd[i]
-        a = 0.0                                      # mean(dxhat)
-        b = 0.0                                      # mean(dxhat * xhat)
         for j in range(C):
-            dxhat = g[i, j] * weight[j]
-            a += dxhat
-            b += dxhat * (x[i, j] - mu) * r
-        a /= C
-        b /= C
+            di[j] = gi[j] * weight[j]                               # dxhat, for now
+        a = numerics.row_sum64(di) / C                              # mean(dxhat)
+        b = numerics.row_dot_dev64(di, xi, np.float64(mu)) * r / C  # mean(dxhat * xhat)
         for j in range(C):
-            dx[i, j] = r * (g[i, j] * weight[j] - a - (x[i, j] - mu) * r * b)
+            di[j] = r * (di[j] - a - (xi[j] - mu) * r * b)
     _layer_norm_param_grads(x, mean, rstd, g, dweight, dbias)
 
 
@@ -380,13 +372,11 @@ def rms_norm_forward(x, weight, eps, out, rstd):
     """out (N, C), rstd (N,) for x (N, C), weight (C,)."""
     N, C = x.shape
     for i in prange(N):
-        ms = 0.0
-        for j in range(C):
-            ms += x[i, j] * x[i, j]
-        r = 1.0 / math.sqrt(ms / C + eps)
+        xi, yi = x[i], out[i]
+        r = 1.0 / math.sqrt(numerics.row_sq_dev64(xi, 0.0) / C + eps)
         rstd[i] = r
         for j in range(C):
-            out[i, j] = x[i, j] * r * weight[j]
+            yi[j] = xi[j] * r * weight[j]
 
 
 def rms_norm_forward_ref(x, weight, eps, out, rstd):
@@ -400,13 +390,13 @@ def rms_norm_backward(x, weight, rstd, g, dx, dweight):
     """dx (N, C), dweight (C,) from the forward's saved rstd."""
     N, C = x.shape
     for i in prange(N):
+        xi, gi, di = x[i], g[i], dx[i]
         r = rstd[i]
-        b = 0.0                                      # mean(dxhat * xhat), summed in float64
         for j in range(C):
-            b += (g[i, j] * weight[j]) * (x[i, j] * r)
-        b /= C
+            di[j] = gi[j] * weight[j]                               # dxhat, for now
+        b = numerics.row_dot_dev64(di, xi, 0.0) * r / C             # mean(dxhat * xhat), xhat = x r
         for j in range(C):
-            dx[i, j] = r * (g[i, j] * weight[j] - (x[i, j] * r) * b)
+            di[j] = r * (di[j] - (xi[j] * r) * b)
     _rms_norm_weight_grad(x, rstd, g, dweight)
 
 
@@ -506,3 +496,39 @@ def rope_forward_ref(x, cos, sin, out):
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     out[...] = np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+# ---- Adam / AdamW (scratchlm/optim.py) ----------------------------------------------------------
+# One step of one parameter, everything in place, in one pass over the four arrays (the NumPy twin
+# makes ten). The arithmetic is the twin's, operation for operation in the arrays' dtype, so the two
+# give the same bits: the scalars come in already rounded to that dtype, as NumPy rounds a Python
+# float it combines with a float32 array.
+#     g <- g + l2 p                        (Adam's coupled weight decay; l2 = 0 for AdamW)
+#     p <- p * decay                       (AdamW's decoupled decay, 1 - lr lambda; 1 for Adam)
+#     m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
+#     p <- p - step_size * m / (sqrt(v) / bias2_sqrt + eps),  step_size = lr / (1 - b1^t),
+#                                                            bias2_sqrt = sqrt(1 - b2^t)
+
+@parallel_kernel
+def adam_update(param, grad, exp_avg, exp_avg_sq, l2, decay, b1, one_minus_b1, b2, one_minus_b2, bias2_sqrt, eps,
+                step_size):
+    """param, exp_avg, exp_avg_sq (n,) updated in place from grad (n,); the scalars in param's dtype."""
+    for i in prange(param.shape[0]):
+        g = grad[i]
+        if l2 != 0:
+            g = param[i] * l2 + g
+        m = exp_avg[i] * b1 + g * one_minus_b1
+        v = exp_avg_sq[i] * b2 + (g * g) * one_minus_b2
+        exp_avg[i], exp_avg_sq[i] = m, v
+        param[i] = param[i] * decay - (m / (np.sqrt(v) / bias2_sqrt + eps)) * step_size
+
+
+def adam_update_ref(param, grad, exp_avg, exp_avg_sq, l2, decay, b1, one_minus_b1, b2, one_minus_b2, bias2_sqrt, eps,
+                    step_size):
+    g = grad + param * l2 if l2 != 0 else grad
+    param *= decay
+    exp_avg *= b1
+    exp_avg += g * one_minus_b1
+    exp_avg_sq *= b2
+    exp_avg_sq += (g * g) * one_minus_b2
+    param -= exp_avg / (np.sqrt(exp_avg_sq) / bias2_sqrt + eps) * step_size
