@@ -70,10 +70,12 @@ CASES = {
     "layer_norm_backward": lambda rng, s, d, kind: _ln_backward_inputs(rng, s, d, kind),
     "gelu_forward_exact": lambda rng, s, d, kind: ((_gelu_x(rng, s, d, kind), False), _out(rng, (s[0] * s[1], d))),
     "gelu_forward_tanh": lambda rng, s, d, kind: ((_gelu_x(rng, s, d, kind), True), _out(rng, (s[0] * s[1], d))),
-    "gelu_backward_exact": lambda rng, s, d, kind: (
-        (_gelu_x(rng, s, d, kind), rng.normal(size=s[0] * s[1]).astype(d), False), _out(rng, (s[0] * s[1], d))),
-    "gelu_backward_tanh": lambda rng, s, d, kind: (
-        (_gelu_x(rng, s, d, kind), rng.normal(size=s[0] * s[1]).astype(d), True), _out(rng, (s[0] * s[1], d))),
+    "gelu_forward_gate_exact": lambda rng, s, d, kind: (
+        (_gelu_x(rng, s, d, kind), False), _out(rng, (s[0] * s[1], d), (s[0] * s[1], d))),
+    "gelu_forward_gate_tanh": lambda rng, s, d, kind: (
+        (_gelu_x(rng, s, d, kind), True), _out(rng, (s[0] * s[1], d), (s[0] * s[1], d))),
+    "gelu_backward_exact": lambda rng, s, d, kind: _gelu_backward_inputs(rng, s, d, kind, False),
+    "gelu_backward_tanh": lambda rng, s, d, kind: _gelu_backward_inputs(rng, s, d, kind, True),
     "rms_norm_forward": lambda rng, s, d, kind: (
         (_ln_x(rng, s, d, kind), rng.normal(size=s[1]).astype(d), 1e-5), _out(rng, (s, d), (s[0], d))),
     "rms_norm_backward": lambda rng, s, d, kind: _rms_backward_inputs(rng, s, d, kind),
@@ -130,6 +132,14 @@ def _gelu_x(rng, s, d, kind):
     if kind == "huge":
         x[::3] = rng.choice([-1e3, -30.0, 30.0, 1e3], size=x[::3].shape)
     return x.astype(d)
+
+
+def _gelu_backward_inputs(rng, s, d, kind, tanh):
+    """x, the gate the forward keeps (from the twin), the output gradient, tanh."""
+    x = _gelu_x(rng, s, d, kind)
+    y, gate = np.empty_like(x), np.empty_like(x)
+    K.gelu_forward_gate_ref(x, tanh, y, gate)
+    return (x, gate, rng.normal(size=x.size).astype(d), tanh), _out(rng, (x.size, d))
 
 
 def _kernel_pair(name):
@@ -332,3 +342,14 @@ def test_adam_update_gives_its_twins_bits(dtype, l2, decay):
     for x, y in zip(got, want):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(got[0], p)                         # it did step
+
+
+@pytest.mark.parametrize("tanh", [True, False], ids=["tanh", "exact"])
+def test_gelu_forward_gate_gives_gelu_forwards_bits_and_the_gate(tanh):
+    x = _gelu_x(np.random.default_rng(3), (50, 40), np.float32, "huge")
+    y, y_gate, gate = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    K.gelu_forward(x, tanh, y)
+    K.gelu_forward_gate(x, tanh, y_gate, gate)
+    np.testing.assert_array_equal(y_gate, y)                     # training and inference: one output
+    nonzero = x != 0
+    np.testing.assert_allclose((y / np.where(nonzero, x, 1))[nonzero], gate[nonzero], rtol=1e-6)

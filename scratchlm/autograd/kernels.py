@@ -19,7 +19,8 @@ input is small (PARALLEL_MIN_SIZE), where waking other threads costs more than i
     cross_entropy_backward      dx_i = (softmax(x_i) - onehot(t_i)) * scale_i
     cross_entropy_forward_backward  both in one pass (training)
     layer_norm_forward/backward y = (x - mu) / sigma * w + b over the last axis
-    gelu_forward/backward       x Phi(x), or its tanh approximation x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))
+    gelu_forward/backward       x Phi(x), or its tanh approximation x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3));
+    gelu_forward_gate           the forward that also keeps the gate Phi(x) or sigmoid(.) for the backward
     rms_norm_forward/backward   y = x / sqrt(mean(x^2) + eps) * w over the last axis (Chapter 9)
     swiglu_forward/backward     y = silu(a) * b, [a, b] the two halves of the last axis (Chapter 9)
     rope_forward                rotary position embedding, rotate-half convention (Chapter 9)
@@ -324,19 +325,36 @@ def gelu_forward(x, tanh, out):
 
 
 @parallel_kernel
-def gelu_backward(x, g, tanh, out):
-    """out = g * gelu'(x) elementwise over 1-D arrays."""
+def gelu_forward_gate(x, tanh, out, gate):
+    """gelu_forward, for training: also gate = the factor y / x, sigmoid(2u) or Phi(x), which the
+    backward needs and would otherwise compute again (an exp per element)."""
     f = x.dtype.type
-    k, c, one, two = f(SQRT_2_OVER_PI), f(GELU_CUBIC), f(1.0), f(2.0)
+    k, c, one = f(SQRT_2_OVER_PI), f(GELU_CUBIC), f(1.0)
     for i in prange(x.shape[0]):
         v = x[i]
         if tanh:
-            s = one / (one + numerics.exp(-two * k * (v + c * v * v * v)))
+            d = one + numerics.exp(f(-2.0) * k * (v + c * v * v * v))
+            out[i] = v / d
+            gate[i] = one / d
+        else:
+            phi = numerics.normal_cdf(v)
+            out[i] = v * phi
+            gate[i] = phi
+
+
+@parallel_kernel
+def gelu_backward(x, gate, g, tanh, out):
+    """out = g * gelu'(x) elementwise over 1-D arrays, from gelu_forward_gate's gate."""
+    f = x.dtype.type
+    k, c, one, two = f(SQRT_2_OVER_PI), f(GELU_CUBIC), f(1.0), f(2.0)
+    for i in prange(x.shape[0]):
+        v, s = x[i], gate[i]
+        if tanh:
             du = k * (one + f(3.0) * c * v * v)
             out[i] = g[i] * (s + v * s * (one - s) * two * du)
         else:
             pdf = numerics.exp(f(-0.5) * v * v) * f(1 / math.sqrt(2 * math.pi))
-            out[i] = g[i] * (numerics.normal_cdf(v) + v * pdf)
+            out[i] = g[i] * (s + v * pdf)
 
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])   # NumPy has no erf; exact, slow, fine for a twin
@@ -352,12 +370,16 @@ def gelu_forward_ref(x, tanh, out):
     out[...] = x * _gelu_tanh_gate_ref(x) if tanh else 0.5 * x * (1 + _erf(x / np.sqrt(2)))
 
 
-def gelu_backward_ref(x, g, tanh, out):
+def gelu_forward_gate_ref(x, tanh, out, gate):
+    gate[...] = _gelu_tanh_gate_ref(x) if tanh else 0.5 * (1 + _erf(x / np.sqrt(2)))
+    out[...] = x * gate
+
+
+def gelu_backward_ref(x, gate, g, tanh, out):
     if tanh:
-        s = _gelu_tanh_gate_ref(x)
-        out[...] = g * (s + x * s * (1 - s) * 2 * SQRT_2_OVER_PI * (1 + 3 * GELU_CUBIC * x ** 2))
+        out[...] = g * (gate + x * gate * (1 - gate) * 2 * SQRT_2_OVER_PI * (1 + 3 * GELU_CUBIC * x ** 2))
     else:
-        out[...] = g * (0.5 * (1 + _erf(x / np.sqrt(2))) + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi))
+        out[...] = g * (gate + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi))
 
 
 # ---- RMS normalisation over the last axis (Chapter 9: the modern decoder) -----------------------
