@@ -17,9 +17,10 @@ the times:
 
 scratchlm's rows call what a training step calls (scratchlm.autograd.functional, the attention op of
 models/attention.py, the optimiser); a backward row runs the op's backward closure on a fixed output
-gradient. PyTorch's rows call the op (torch.nn.functional, torch.matmul on views of the same layout)
-and, for a backward, the aten function autograd would call (e.g. native_layer_norm_backward), or
-autograd itself where the op is several aten calls (cross-entropy, attention). The attention
+gradient. PyTorch's rows call the op (torch.nn.functional; torch.bmm on contiguous copies for the
+attention's batched products, which scratchlm multiplies as strided views of the packed q, k, v) and,
+for a backward, the aten function autograd would call (e.g. native_layer_norm_backward), or autograd
+itself where the op is several aten calls (cross-entropy, attention). The attention
 softmax's PyTorch twin is torch.softmax of already masked and scaled scores (less work than
 scratchlm's kernel, which masks and scales). `ops(...)` builds the rows; tests/test_bench_ops.py
 checks that both sides of each row compute the same numbers.
@@ -233,7 +234,10 @@ def _attention(model, name, B, nh, Tq, Tk, hs, causal, lengths, rng, cross: bool
     rows = []
     th = {}
     if torch is not None:
-        th = {k: _view_t(a) for k, a in dict(q=qh, k=kh, v=vh, P=P, dY=dY, dS=dS).items()}
+        th = {k: _t(np.ascontiguousarray(a)) for k, a in dict(q=qh, k=kh, v=vh, P=P, dY=dY, dS=dS).items()}
+
+        def bmm(a, b):                      # torch.bmm over the B * nh matrices, back to (B, nh, ., .)
+            return torch.bmm(a.flatten(0, 1), b.flatten(0, 1)).unflatten(0, (B, nh))
         tmask = torch.tensor(mask)
         tq, tk, tv = (_t(np.ascontiguousarray(a), grad=True) for a in (qh, kh, vh))
         sdpa = (lambda: TF.scaled_dot_product_attention(tq, tk, tv, is_causal=True)) if causal and lengths is None \
@@ -253,12 +257,13 @@ def _attention(model, name, B, nh, Tq, Tk, hs, causal, lengths, rng, cross: bool
                   2 * flops, lambda: op().data, y, G, inputs,
                   (lambda: sdpa().transpose(1, 2).reshape(B, Tq, C)) if torch is not None else None,
                   theirs_backward if torch is not None else None, rtol=1e-3)
-    products = [("scores S = Q K^T", lambda: qh @ kh.swapaxes(-1, -2), lambda: th["q"] @ th["k"].transpose(-1, -2)),
-                ("values Y = P V", lambda: P @ vh, lambda: th["P"] @ th["v"]),
-                ("backward dP = dY V^T", lambda: dY @ vh.swapaxes(-1, -2), lambda: th["dY"] @ th["v"].transpose(-1, -2)),
-                ("backward dV = P^T dY", lambda: P.swapaxes(-1, -2) @ dY, lambda: th["P"].transpose(-1, -2) @ th["dY"]),
-                ("backward dQ = dS K", lambda: dS @ kh, lambda: th["dS"] @ th["k"]),
-                ("backward dK = dS^T Q", lambda: dS.swapaxes(-1, -2) @ qh, lambda: th["dS"].transpose(-1, -2) @ th["q"])]
+    # ours: NumPy's stacked matmul on the views the op multiplies; PyTorch's: torch.bmm on contiguous copies
+    products = [("scores S = Q K^T", lambda: qh @ kh.swapaxes(-1, -2), lambda: bmm(th["q"], th["k"].transpose(-1, -2))),
+                ("values Y = P V", lambda: P @ vh, lambda: bmm(th["P"], th["v"])),
+                ("backward dP = dY V^T", lambda: dY @ vh.swapaxes(-1, -2), lambda: bmm(th["dY"], th["v"].transpose(-1, -2))),
+                ("backward dV = P^T dY", lambda: P.swapaxes(-1, -2) @ dY, lambda: bmm(th["P"].transpose(-1, -2), th["dY"])),
+                ("backward dQ = dS K", lambda: dS @ kh, lambda: bmm(th["dS"], th["k"])),
+                ("backward dK = dS^T Q", lambda: dS.swapaxes(-1, -2) @ qh, lambda: bmm(th["dS"].transpose(-1, -2), th["q"]))]
     for what, ours, theirs in products:
         rows.append(Op(model, f"{kind} attention {what}", shape, "GFLOP/s", 2 * N * Tq * Tk * hs, ours,
                        theirs if torch is not None else None, rtol=1e-3))
@@ -275,16 +280,6 @@ def _attention(model, name, B, nh, Tq, Tk, hs, causal, lengths, rng, cross: bool
                    (lambda: torch.ops.aten._softmax_backward_data(tdP, tP, -1, torch.float32))
                    if torch is not None else None))
     return rows
-
-
-def _view_t(a: np.ndarray):
-    """A torch view with a's own strides (the layout the op multiplies), over a private copy of its base."""
-    base = a.base if a.base is not None else a
-    while base.base is not None:
-        base = base.base
-    tb = torch.from_numpy(np.array(base, copy=True).reshape(-1))
-    offset = (a.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // a.itemsize
-    return tb.as_strided(a.shape, [s // a.itemsize for s in a.strides], offset)
 
 
 def _call(kernel, *args, result):
