@@ -416,11 +416,13 @@ def main() -> None:
     print(f"ops of a training step, float32, {args.threads} thread(s); median of each op's calls, scratchlm and "
           f"PyTorch {torch.__version__ if torch is not None else '(not installed)'} taking turns")
     print(f"machine: {machine()}")
-    print(f"ceilings: NumPy GEMM 1024^3 {peak:.0f} GFLOP/s; np.copyto GB/s at each row's size (column 'copy')")
-    head = (f"{'model':<5} {'op':<44} {'shape':<34} {'ours us':>9} {'torch us':>9} {'ratio':>6} "
+    print(f"ceilings: NumPy GEMM 1024^3 {peak:.0f} GFLOP/s for products; np.copyto's GB/s over each pointwise "
+          f"row's bytes (column 'ceiling'); '% ours' = scratchlm's rate / ceiling")
+    head = (f"{'model':<5} {'op':<50} {'shape':<34} {'ours us':>9} {'torch us':>9} {'ratio':>6} "
             f"{'ours':>7} {'torch':>7} {'ceiling':>10} {'% ours':>6}")
     print(head)
     print("-" * len(head))
+    slow_pointwise, products = [], []
     for op in ops(models):
         t = time_op(op, args.seconds)
         ours, theirs = t["scratchlm"], t["torch"]
@@ -429,9 +431,17 @@ def main() -> None:
         cols = (f"{theirs * 1e6:9.1f} {ours / theirs:6.2f}" if theirs else f"{'':>9} {'':>6}")
         their_rate = f"{op.work / theirs / 1e9:7.1f}" if theirs else f"{'':>7}"
         unit = "GB/s" if op.kind == "GB/s" else "GF/s"
-        print(f"{op.model:<5} {op.name:<44} {op.shape:<34} {ours * 1e6:9.1f} {cols} {rate:7.1f} {their_rate} "
+        print(f"{op.model:<5} {op.name:<50} {op.shape:<34} {ours * 1e6:9.1f} {cols} {rate:7.1f} {their_rate} "
               f"{ceiling:5.0f} {unit:<4} {100 * rate / ceiling:5.0f}%")
-
+        if op.kind == "GB/s" and rate < 0.5 * ceiling:
+            slow_pointwise.append(f"{op.model} {op.name} ({100 * rate / ceiling:.0f}%)")
+        if " attention " in op.name and " = " in op.name and theirs:
+            products.append((ours / theirs, f"{op.model} {op.name}"))
+    print(f"pointwise ops below 50% of the copy bandwidth: {', '.join(slow_pointwise) or 'none'}")
+    if products:
+        worst = max(products)
+        print(f"attention batched products, scratchlm / torch.bmm: worst {worst[0]:.2f} ({worst[1]}), "
+              f"{sum(r <= 1 for r, _ in products)} of {len(products)} no slower")
 
 if __name__ == "__main__":
     main()

@@ -44,3 +44,5 @@ def test_the_script_prints_the_machine_and_a_row_per_op():
     for line, name in zip(rows, names):
         assert name in line
         assert line.rstrip().endswith("%")                                  # a number for every column
+    assert any(line.startswith("pointwise ops below 50% of the copy bandwidth: ") for line in lines)
+    assert any(line.startswith("attention batched products, scratchlm / torch.bmm: worst ") for line in lines)
