@@ -13,9 +13,11 @@ Called from inside @njit code only (from Python, call NumPy):
     row_dot(a, b)           sum_j a_j b_j
     row_sum_exp(row, m)     sum_j e^(row_j - m)
     row_exp_into(row, m, out)   out_j = e^(row_j - m), returning sum_j out_j
-    row_sum64(a)            sum_j a_j, accumulated in float64 (for short rows of float32: the norms)
+    row_sum64(a)            sum_j a_j, accumulated in float64 (the norms' short rows of float32)
     row_sq_dev64(a, mu)     sum_j (a_j - mu)^2 in float64
-    row_dot_dev64(a, b, mu) sum_j a_j (b_j - mu) in float64
+    row_sq64(a)             sum_j a_j^2, the squares in a's dtype, summed in float64
+    row_dot_dev_scaled64(a, b, c, d)  sum_j (a_j (b_j - c)) d, terms in a's dtype, summed in float64
+    row_dot_scaled64(a, b, d)         sum_j a_j (b_j d), terms in a's dtype, summed in float64
 
 Every helper is inlined into the kernel that calls it (`inline="always"`, at Numba's level, before
 LLVM sees the code), so it compiles with that kernel's flags, as part of that kernel. Left to LLVM,
@@ -159,25 +161,35 @@ def _normal_cdf_typed(x):
 # `x > m ? x : m` for the add.
 
 def _lanes(term, widen: bool = False, first: bool = False):
-    """An intrinsic lanes(a, b, c, n) -> the 8 lanes (a UniTuple) of a reduction over j < n (n a multiple
-    of 8) of 1-D arrays a, b (b is ignored by terms that read one array) and a scalar c: lane k holds
-    term(..., term(term(init, x_k), x_k+8), ...). The lanes start at 0, or, with first=True, at a[0:8]
-    (the loop then starts at j = 8). Accumulated in a's dtype, or float64 with widen=True (each entry
-    converted first). `term(builder, acc, x, y, c)` builds one step on 8-wide vectors. Any strides: a
-    contiguous row is read 8 entries at a time, a strided one entry by entry into the vector."""
+    """An intrinsic lanes(a, b, c, d, n) -> the 8 lanes (a UniTuple) of a reduction over j < n (n a
+    multiple of 8) of 1-D arrays a, b (b is ignored by terms that read one array) and scalars c, d:
+    lane k holds term(..., term(term(init, x_k), x_k+8), ...). The lanes start at 0, or, with
+    first=True, at a[0:8] (the loop then starts at j = 8). Accumulated in a's dtype, or in float64 with
+    widen=True. `term(builder, acc, x, y, c, d, wide)` builds one step on 8-wide vectors: x, y hold
+    entries of a and b in their own dtype, c and d the scalars in theirs (the caller types them), and
+    wide(v) converts a vector to the accumulator's type -- so a term says exactly which arithmetic is
+    done in float32 and which in float64. Any strides: a contiguous row is read 8 entries at a time, a
+    strided one entry by entry into the vector."""
     @intrinsic
-    def lanes(typingctx, a, b, c, n):
+    def lanes(typingctx, a, b, c, d, n):
         acc_type = types.float64 if widen else a.dtype
-        signature = types.UniTuple(acc_type, 8)(a, b, c, n)
+        signature = types.UniTuple(acc_type, 8)(a, b, c, d, n)
 
         def codegen(context, builder, sig, args):
             vec = ir.VectorType(context.get_value_type(acc_type), 8)
             i32 = ir.IntType(32)
             arrays = [(context.make_array(t)(context, builder, v), t) for t, v in zip(sig.args[:2], args[:2])]
-            c_value = context.cast(builder, args[2], sig.args[2], acc_type)
-            c_vec = builder.insert_element(ir.Constant(vec, ir.Undefined), c_value, ir.Constant(i32, 0))
-            c_vec = builder.shuffle_vector(c_vec, c_vec, ir.Constant(ir.VectorType(i32, 8), [0] * 8))
-            n_value = context.cast(builder, args[3], sig.args[3], types.intp)
+
+            def broadcast(value):
+                v = ir.VectorType(value.type, 8)
+                one = builder.insert_element(ir.Constant(v, ir.Undefined), value, ir.Constant(i32, 0))
+                return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(i32, 8), [0] * 8))
+
+            def wide(v):
+                return builder.fpext(v, vec) if v.type != vec else v
+
+            c_vec, d_vec = broadcast(args[2]), broadcast(args[3])
+            n_value = context.cast(builder, args[4], sig.args[4], types.intp)
             contiguous = cgutils.true_bit
             for array, t in arrays:
                 stride = cgutils.unpack_tuple(builder, array.strides, 1)[0]
@@ -186,20 +198,19 @@ def _lanes(term, widen: bool = False, first: bool = False):
                         context.get_data_type(t.dtype)))))
 
             def load(j, array, t, unit_stride: bool):
-                """Entries j .. j+7 of a 1-D array as an 8-vector of acc_type."""
+                """Entries j .. j+7 of a 1-D array as an 8-vector of its dtype."""
                 elem = context.get_data_type(t.dtype)
                 if unit_stride:
                     ptr = builder.bitcast(builder.gep(array.data, [j]), ir.VectorType(elem, 8).as_pointer())
-                    x = builder.load(ptr, align=context.get_abi_alignment(elem))
-                else:
-                    stride = cgutils.unpack_tuple(builder, array.strides, 1)[0]
-                    x = ir.Constant(ir.VectorType(elem, 8), ir.Undefined)
-                    for k in range(8):
-                        offset = builder.mul(builder.add(j, context.get_constant(types.intp, k)), stride)
-                        ptr = builder.bitcast(builder.gep(builder.bitcast(array.data, cgutils.voidptr_t), [offset]),
-                                              elem.as_pointer())
-                        x = builder.insert_element(x, builder.load(ptr), ir.Constant(i32, k))
-                return builder.fpext(x, vec) if x.type != vec else x
+                    return builder.load(ptr, align=context.get_abi_alignment(elem))
+                stride = cgutils.unpack_tuple(builder, array.strides, 1)[0]
+                x = ir.Constant(ir.VectorType(elem, 8), ir.Undefined)
+                for k in range(8):
+                    offset = builder.mul(builder.add(j, context.get_constant(types.intp, k)), stride)
+                    ptr = builder.bitcast(builder.gep(builder.bitcast(array.data, cgutils.voidptr_t), [offset]),
+                                          elem.as_pointer())
+                    x = builder.insert_element(x, builder.load(ptr), ir.Constant(i32, k))
+                return x
 
             acc = cgutils.alloca_once(builder, vec)
             eight = context.get_constant(types.intp, 8)
@@ -208,12 +219,13 @@ def _lanes(term, widen: bool = False, first: bool = False):
                     with (then if unit_stride else otherwise):
                         zero = context.get_constant(types.intp, 0)
                         start = eight if first else zero
-                        builder.store(load(zero, *arrays[0], unit_stride) if first else ir.Constant(vec, None), acc)
+                        builder.store(wide(load(zero, *arrays[0], unit_stride)) if first else ir.Constant(vec, None),
+                                      acc)
                         blocks = builder.sdiv(builder.sub(n_value, start), eight)
                         with cgutils.for_range(builder, blocks) as loop:
                             j = builder.add(start, builder.mul(loop.index, eight))
                             x, y = (load(j, *array, unit_stride) for array in arrays)
-                            builder.store(term(builder, builder.load(acc), x, y, c_vec), acc)
+                            builder.store(term(builder, builder.load(acc), x, y, c_vec, d_vec, wide), acc)
             result = builder.load(acc)
             return context.make_tuple(builder, sig.return_type,
                                       [builder.extract_element(result, ir.Constant(i32, k)) for k in range(8)])
@@ -221,12 +233,17 @@ def _lanes(term, widen: bool = False, first: bool = False):
     return lanes
 
 
-_sum_lanes = _lanes(lambda b, acc, x, y, c: b.fadd(acc, x))
-_dot_lanes = _lanes(lambda b, acc, x, y, c: b.fadd(acc, b.fmul(x, y)))
-_max_lanes = _lanes(lambda b, acc, x, y, c: b.select(b.fcmp_ordered(">", x, acc), x, acc), first=True)
-_sum64_lanes = _lanes(lambda b, acc, x, y, c: b.fadd(acc, x), widen=True)
-_sq_dev64_lanes = _lanes(lambda b, acc, x, y, c: b.fadd(acc, b.fmul(b.fsub(x, c), b.fsub(x, c))), widen=True)
-_dot_dev64_lanes = _lanes(lambda b, acc, x, y, c: b.fadd(acc, b.fmul(x, b.fsub(y, c))), widen=True)
+# one term each: acc + x, acc + x y, max(acc, x), and the norms' float64 sums (module docstring)
+_sum_lanes = _lanes(lambda b, acc, x, y, c, d, wide: b.fadd(acc, x))
+_dot_lanes = _lanes(lambda b, acc, x, y, c, d, wide: b.fadd(acc, b.fmul(x, y)))
+_max_lanes = _lanes(lambda b, acc, x, y, c, d, wide: b.select(b.fcmp_ordered(">", x, acc), x, acc), first=True)
+_sum64_lanes = _lanes(lambda b, acc, x, y, c, d, wide: b.fadd(acc, wide(x)), widen=True)
+_sq_dev64_lanes = _lanes(lambda b, acc, x, y, c, d, wide: b.fadd(acc, b.fmul(b.fsub(wide(x), c), b.fsub(wide(x), c))),
+                         widen=True)
+_sq64_lanes = _lanes(lambda b, acc, x, y, c, d, wide: b.fadd(acc, wide(b.fmul(x, x))), widen=True)
+_dot_dev_scaled64_lanes = _lanes(lambda b, acc, x, y, c, d, wide: b.fadd(acc, wide(b.fmul(b.fmul(x, b.fsub(y, c)), d))),
+                                 widen=True)
+_dot_scaled64_lanes = _lanes(lambda b, acc, x, y, c, d, wide: b.fadd(acc, wide(b.fmul(x, b.fmul(y, d)))), widen=True)
 
 
 @njit(cache=True, inline="always")
@@ -245,7 +262,7 @@ def row_max(row):
             m = row[j] if row[j] > m else m
         return m
     full = n - n % 8
-    m = _max_lanes(row, row, row[0], full)
+    m = _max_lanes(row, row, row[0], row[0], full)
     m0 = m[0]
     for j in range(full, n):
         m0 = row[j] if row[j] > m0 else m0
@@ -260,7 +277,7 @@ def row_sum(a):
     those in pairs: a fixed order of additions, one vector add per 8 entries."""
     n = a.shape[0]
     full = n - n % 8
-    s = _pairwise(_sum_lanes(a, a, 0.0, full))
+    s = _pairwise(_sum_lanes(a, a, 0.0, 0.0, full))
     for j in range(full, n):
         s += a[j]
     return s
@@ -271,7 +288,7 @@ def row_dot(a, b):
     """sum_j a_j b_j of two 1-D arrays of one length, in the partial sums of row_sum."""
     n = a.shape[0]
     full = n - n % 8
-    s = _pairwise(_dot_lanes(a, b, 0.0, full))
+    s = _pairwise(_dot_lanes(a, b, 0.0, 0.0, full))
     for j in range(full, n):
         s += a[j] * b[j]
     return s
@@ -307,15 +324,16 @@ def row_sum_exp(row, m):
     return s
 
 
-# The norms' statistics (LayerNorm, RMSNorm) sum a short row (the model width) in float64, each entry
-# converted to float64 first, in the same 8 partial sums.
+# The norms' statistics (LayerNorm, RMSNorm) sum a short row (the model width) in float64, in the same 8
+# partial sums; each helper's name and docstring say which arithmetic happens before an entry is
+# converted to float64 (the kernels' own, from before they summed this way: their float32 terms).
 
 @njit(cache=True, inline="always")
 def row_sum64(a):
     """sum_j a_j of a 1-D array, in float64, in row_sum's order."""
     n = a.shape[0]
     full = n - n % 8
-    s = _pairwise(_sum64_lanes(a, a, 0.0, full))
+    s = _pairwise(_sum64_lanes(a, a, 0.0, 0.0, full))
     for j in range(full, n):
         s += np.float64(a[j])
     return s
@@ -323,22 +341,44 @@ def row_sum64(a):
 
 @njit(cache=True, inline="always")
 def row_sq_dev64(a, mu):
-    """sum_j (a_j - mu)^2 of a 1-D array, in float64 (mu a float64), in row_sum's order."""
+    """sum_j (a_j - mu)^2 of a 1-D array, all in float64 (mu a float64), in row_sum's order."""
     n = a.shape[0]
     full = n - n % 8
-    s = _pairwise(_sq_dev64_lanes(a, a, mu, full))
+    s = _pairwise(_sq_dev64_lanes(a, a, mu, mu, full))
     for j in range(full, n):
-        d = np.float64(a[j]) - mu
-        s += d * d
+        dev = np.float64(a[j]) - mu
+        s += dev * dev
     return s
 
 
 @njit(cache=True, inline="always")
-def row_dot_dev64(a, b, mu):
-    """sum_j a_j (b_j - mu) of two 1-D arrays of one length, in float64 (mu a float64)."""
+def row_sq64(a):
+    """sum_j a_j^2 of a 1-D array, each square in a's dtype, summed in float64."""
     n = a.shape[0]
     full = n - n % 8
-    s = _pairwise(_dot_dev64_lanes(a, b, mu, full))
+    s = _pairwise(_sq64_lanes(a, a, 0.0, 0.0, full))
     for j in range(full, n):
-        s += np.float64(a[j]) * (np.float64(b[j]) - mu)
+        s += np.float64(a[j] * a[j])
+    return s
+
+
+@njit(cache=True, inline="always")
+def row_dot_dev_scaled64(a, b, c, d):
+    """sum_j (a_j (b_j - c)) d, each term in a's dtype (c, d of that dtype), summed in float64."""
+    n = a.shape[0]
+    full = n - n % 8
+    s = _pairwise(_dot_dev_scaled64_lanes(a, b, c, d, full))
+    for j in range(full, n):
+        s += np.float64(a[j] * (b[j] - c) * d)
+    return s
+
+
+@njit(cache=True, inline="always")
+def row_dot_scaled64(a, b, d):
+    """sum_j a_j (b_j d), each term in a's dtype (d of that dtype), summed in float64."""
+    n = a.shape[0]
+    full = n - n % 8
+    s = _pairwise(_dot_scaled64_lanes(a, b, d, d, full))
+    for j in range(full, n):
+        s += np.float64(a[j] * (b[j] * d))
     return s

@@ -296,9 +296,10 @@ def _lanes_in_order(terms, zero):
 
 
 @njit(cache=True)
-def _reductions(a, b):
+def _reductions(a, b, c, d):
     return (numerics.row_sum(a), numerics.row_dot(a, b), numerics.row_max(a), numerics.row_sum64(a),
-            numerics.row_sq_dev64(a, 0.25), numerics.row_dot_dev64(a, b, 0.25))
+            numerics.row_sq_dev64(a, 0.25), numerics.row_sq64(a), numerics.row_dot_dev_scaled64(a, b, c, d),
+            numerics.row_dot_scaled64(a, b, d))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
@@ -309,18 +310,21 @@ def test_row_reductions_add_in_the_documented_order(dtype, n, strided):
     a2, b2 = (rng.normal(scale=10, size=2 * n).astype(dtype) for _ in range(2))
     a2[rng.random(2 * n) < 0.1] = -np.inf if n > 1 else a2[0]
     a, b = (a2[::2], b2[::2]) if strided else (a2[:n], b2[:n])
-    got = _reductions(a, b)
+    c, d = dtype(0.3), dtype(1.7)
+    got = _reductions(a, b, c, d)
     zero = dtype(0)
     with np.errstate(invalid="ignore"):                         # -inf + inf = nan, in both
         want = _lanes_in_order(list(a), zero), _lanes_in_order([x * y for x, y in zip(a, b)], zero)
     np.testing.assert_array_equal(got[:2], want)                # the same bits (nan where nan)
     assert got[2] == a.max()
     finite = np.isfinite(a).all()
-    if finite:      # the float64 sums: in float64, each entry converted first
-        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    if finite:      # the float64 sums: each term as the helper's docstring says, then in float64
+        a64 = a.astype(np.float64)
         assert got[3] == _lanes_in_order(list(a64), 0.0)
         assert got[4] == _lanes_in_order(list((a64 - 0.25) ** 2), 0.0)
-        assert got[5] == _lanes_in_order(list(a64 * (b64 - 0.25)), 0.0)
+        assert got[5] == _lanes_in_order(list((a * a).astype(np.float64)), 0.0)
+        assert got[6] == _lanes_in_order(list((a * (b - c) * d).astype(np.float64)), 0.0)
+        assert got[7] == _lanes_in_order(list((a * (b * d)).astype(np.float64)), 0.0)
 
 
 # ---- the fused Adam step ------------------------------------------------------------------------

@@ -273,7 +273,7 @@ def layer_norm_backward(x, weight, mean, rstd, g, dx, dweight, dbias):
         for j in range(C):
             di[j] = gi[j] * weight[j]                               # dxhat, for now
         a = numerics.row_sum64(di) / C                              # mean(dxhat)
-        b = numerics.row_dot_dev64(di, xi, np.float64(mu)) * r / C  # mean(dxhat * xhat)
+        b = numerics.row_dot_dev_scaled64(di, xi, mu, r) / C       # mean(dxhat * xhat)
         for j in range(C):
             di[j] = r * (di[j] - a - (xi[j] - mu) * r * b)
     _layer_norm_param_grads(x, mean, rstd, g, dweight, dbias)
@@ -395,7 +395,7 @@ def rms_norm_forward(x, weight, eps, out, rstd):
     N, C = x.shape
     for i in prange(N):
         xi, yi = x[i], out[i]
-        r = 1.0 / math.sqrt(numerics.row_sq_dev64(xi, 0.0) / C + eps)
+        r = 1.0 / math.sqrt(numerics.row_sq64(xi) / C + eps)
         rstd[i] = r
         for j in range(C):
             yi[j] = xi[j] * r * weight[j]
@@ -416,7 +416,7 @@ def rms_norm_backward(x, weight, rstd, g, dx, dweight):
         r = rstd[i]
         for j in range(C):
             di[j] = gi[j] * weight[j]                               # dxhat, for now
-        b = numerics.row_dot_dev64(di, xi, 0.0) * r / C             # mean(dxhat * xhat), xhat = x r
+        b = numerics.row_dot_scaled64(di, xi, r) / C                # mean(dxhat * xhat), xhat = x r
         for j in range(C):
             di[j] = r * (di[j] - (xi[j] * r) * b)
     _rms_norm_weight_grad(x, rstd, g, dweight)
