@@ -26,7 +26,9 @@ they came from Numba's on-disk cache: a kernel's float32 results then depended o
 happened to be cached (Chapter 4's perplexity changed in the 9th digit between a first and a second
 run; tests/test_determinism.py). The row reductions fix their order of additions (8 interleaved
 partial sums, below) and run it on 8-wide vectors written out in LLVM IR (`_lanes`), so they are
-vectorised without fastmath flags and give the same bits in any kernel, on any machine. `FAST` is
+vectorised without fastmath flags and give the same bits in any kernel compiled without them, on any
+machine (a kernel compiled with `reassoc`, below, may still regroup the last few additions, which are
+ordinary Python code inlined into it: the lanes' pairwise sum and the tail). `FAST` is
 the set of fastmath flags a kernel may still compile with (the attention softmax does).
 
 Why a separate exp: NumPy's own exp is vectorised, Numba's (the C library's) is not, so a float32
