@@ -1,7 +1,7 @@
 """Every op of a training step, scratchlm beside the equivalent PyTorch op: the map of where a step's
 time goes (Chapters 6 and 9's models).
 
-    python benchmarks/bench_ops.py [--threads 1] [--models gpt,bert,t5] [--seconds 0.2]
+    python benchmarks/bench_ops.py [--threads 1] [--models gpt,bert,t5] [--seconds 0.2] [--parallel-min-size N]
 
 Each row is one op at the shape it has in a training step -- the baby GPT of bench_gpt.py (batch
 12 x 64 tokens, n_embd 128, 4 heads, vocab 65), and the ops BERT and T5 add in bench_transformer.py
@@ -52,6 +52,7 @@ except ImportError:  # the table still times scratchlm alone
 
 import scratchlm.autograd.functional as F  # noqa: E402
 from scratchlm.autograd import Tensor  # noqa: E402
+from scratchlm.autograd import kernels as autograd_kernels  # noqa: E402
 from scratchlm.models import attention  # noqa: E402
 from scratchlm.models import attention_kernels  # noqa: E402
 from scratchlm.optim import clip_grad_norm  # noqa: E402
@@ -406,14 +407,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     parser.add_argument("--seconds", type=float, default=0.2, help="about how long each row is timed")
+    parser.add_argument("--parallel-min-size", type=int, default=autograd_kernels.PARALLEL_MIN_SIZE,
+                        help="elements from which the autograd kernels use all --threads (kernels.PARALLEL_MIN_SIZE; "
+                             "0: always), to measure where a second thread pays")
     args = parser.parse_args()
+    autograd_kernels.PARALLEL_MIN_SIZE = args.parallel_min_size
     models = args.models.split(",")
     if not set(models) <= set(MODELS):
         parser.error(f"--models: choose from {','.join(MODELS)}, got {args.models!r}")
     if torch is not None:
         torch.set_num_threads(args.threads)
     peak = gemm_gflops()
-    print(f"ops of a training step, float32, {args.threads} thread(s); median of each op's calls, scratchlm and "
+    print(f"ops of a training step, float32, {args.threads} thread(s) (scratchlm's autograd kernels from "
+          f"{args.parallel_min_size:,} elements); median of each op's calls, scratchlm and "
           f"PyTorch {torch.__version__ if torch is not None else '(not installed)'} taking turns")
     print(f"machine: {machine()}")
     print(f"ceilings: NumPy GEMM 1024^3 {peak:.0f} GFLOP/s for products; np.copyto's GB/s over each pointwise "
