@@ -12,6 +12,8 @@ variables once, when they start, so setting them after NumPy is imported has no 
 
 from __future__ import annotations
 
+import math
+import os
 import statistics
 import sys
 import time
@@ -44,6 +46,46 @@ def median_step_seconds(steps: dict, n: int, warmup: int = 2) -> dict:
             if i >= warmup:
                 times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def machine() -> str:
+    """One line naming the machine a table was measured on: CPU model, logical cores, and the widest
+    vector unit Numba's compiler (LLVM) targets there (AVX-512, AVX2, ...), with PyTorch's own choice of
+    kernels (torch.backends.cpu.get_cpu_capability) when PyTorch is installed."""
+    import platform
+
+    import llvmlite.binding as llvm
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    features = llvm.get_host_cpu_features()
+    isa = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"),
+                                        ("sse4.2", "SSE4.2"), ("neon", "NEON")) if features.get(flag)),
+               platform.machine())
+    line = f"{model}, {os.cpu_count()} logical cores; vector ISA {isa} (LLVM target {llvm.get_host_cpu_name()})"
+    try:
+        import torch
+        line += f"; PyTorch kernels {torch.backends.cpu.get_cpu_capability()}"
+    except ImportError:
+        pass
+    return line
+
+
+def gemm_gflops(dtype="float32", n: int = 1024, repeats: int = 5) -> float:
+    """NumPy's measured (n, n) @ (n, n) GEMM throughput, the best of `repeats` products: the ceiling a
+    table's matrix products are compared with."""
+    import numpy as np
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
+    a @ a
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
 
 
 def torch_parameters(model) -> dict:

@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (median_step_seconds, set_threads, torch_adamw, torch_block, torch_norm,  # noqa: E402
-                     torch_parameters)
+from _common import (gemm_gflops, machine, median_step_seconds, set_threads, torch_adamw,  # noqa: E402
+                     torch_block, torch_norm, torch_parameters)
 
 if __name__ == "__main__":  # thread counts must be set before NumPy (and its BLAS) load
     set_threads(default=2)
@@ -32,7 +32,6 @@ if __name__ == "__main__":  # thread counts must be set before NumPy (and its BL
 import json  # noqa: E402
 import math  # noqa: E402
 import subprocess  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -75,16 +74,6 @@ def step_flops(config, batch_size: int) -> float:
     per_token = config.n_layer * (3 * C * C + C * C + 8 * C * C) + C * config.vocab_size  # weights used
     attention = config.n_layer * 2 * batch_size * T * T * C                               # QK^T and PV
     return 3 * 2 * (tokens * per_token + attention)
-
-
-def gemm_gflops(dtype, n: int = 1024, repeats: int = 10) -> float:
-    """NumPy's measured (n, n) @ (n, n) GEMM throughput."""
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
-    a @ a
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        a @ a
-    return 2 * n ** 3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
 def scratchlm_step_fn(model, lr: float = 1e-3):
@@ -166,13 +155,14 @@ def main() -> None:
             best[impl] = min(best[impl], json.loads(out.splitlines()[-1])["ms"])
     config = GPTConfig()
     flops = step_flops(config, BATCH_SIZE)
-    peak = gemm_gflops(np.dtype(args.dtype))
+    peak = gemm_gflops(args.dtype)
     names = {"torch": f"PyTorch {torch.__version__}" if torch is not None else "", "scratchlm": "scratchlm"}
 
     print(f"baby GPT training step: n_layer {config.n_layer}, n_head {config.n_head}, n_embd {config.n_embd}, "
           f"block {config.block_size}, batch {BATCH_SIZE}, {args.dtype}, {args.threads} threads "
           f"(numba {numba_config.NUMBA_NUM_THREADS}); best of {args.repeats} processes x median of "
           f"{args.steps} steps")
+    print(f"machine: {machine()}")
     print(f"{'implementation':<22}{'ms/step':>10}{'GFLOP/s':>10}{'% of GEMM':>11}")
     for impl, ms in best.items():
         gflops = flops / ms / 1e6

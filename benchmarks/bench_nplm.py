@@ -21,12 +21,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import median_step_seconds, set_threads, torch_adamw, torch_parameters  # noqa: E402
+from _common import gemm_gflops, machine, median_step_seconds, set_threads, torch_adamw, torch_parameters  # noqa: E402
 
 if __name__ == "__main__":  # thread counts must be set before NumPy (and its BLAS) load
     set_threads(default=2)
 
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -55,18 +54,6 @@ def torch_nplm_loss(params: dict, config, context, targets, dropout: bool = Fals
 # ---------------------------------------------------------------------------------------------
 # Timing
 # ---------------------------------------------------------------------------------------------
-
-def gemm_gflops(n: int = 2048) -> float:
-    """NumPy's float32 matrix-product throughput on this machine (the ceiling for the model)."""
-    a = np.ones((n, n), np.float32)
-    a @ a
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        a @ a
-        times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / min(times) / 1e9
-
 
 def main() -> None:
     from scratchlm.models.nplm import NPLM, NPLMConfig
@@ -109,10 +96,11 @@ def main() -> None:
         steps[name] = lambda i: torch_step(*t_batches[i])
     rows = list(median_step_seconds(steps, args.steps).items())
 
-    peak = gemm_gflops()
+    peak = gemm_gflops(n=2048)
     print(f"NPLM training step on PTB's configuration: V={config.vocab_size}, n-1={config.context}, "
           f"m={config.n_embd}, h={config.n_hidden}, batch {B}, AdamW; {args.threads} threads; "
           f"NumPy float32 GEMM peak {peak:.0f} GFLOP/s")
+    print(f"machine: {machine()}")
     print(f"{'implementation':<22} {'ms/step':>9} {'tokens/s':>10} {'GFLOP/s':>9} {'of peak':>8}")
     for name, seconds in rows:
         gflops = flops_per_token * B / seconds / 1e9

@@ -13,16 +13,23 @@ Called from inside @njit code only (from Python, call NumPy):
     row_dot(a, b)           sum_j a_j b_j
     row_sum_exp(row, m)     sum_j e^(row_j - m)
     row_exp_into(row, m, out)   out_j = e^(row_j - m), returning sum_j out_j
+    row_sum64(a)            sum_j a_j, accumulated in float64 (the norms' short rows of float32)
+    row_sq_dev64(a, mu)     sum_j (a_j - mu)^2 in float64
+    row_sq64(a)             sum_j a_j^2, the squares in a's dtype, summed in float64
+    row_dot_dev_scaled64(a, b, c, d)  sum_j (a_j (b_j - c)) d, terms in a's dtype, summed in float64
+    row_dot_scaled64(a, b, d)         sum_j a_j (b_j d), terms in a's dtype, summed in float64
 
 Every helper is inlined into the kernel that calls it (`inline="always"`, at Numba's level, before
 LLVM sees the code), so it compiles with that kernel's flags, as part of that kernel. Left to LLVM,
 the inlining happened when the helpers were compiled in the same process as the kernel and not when
 they came from Numba's on-disk cache: a kernel's float32 results then depended on which functions
 happened to be cached (Chapter 4's perplexity changed in the 9th digit between a first and a second
-run; tests/test_determinism.py). The row sums fix their order of additions in the source (8
-interleaved partial sums, below), so they vectorise without fastmath flags and give the same bits in
-any kernel. `FAST` is the set of fastmath flags a kernel may still compile with (the attention
-softmax does).
+run; tests/test_determinism.py). The row reductions fix their order of additions (8 interleaved
+partial sums, below) and run it on 8-wide vectors written out in LLVM IR (`_lanes`), so they are
+vectorised without fastmath flags and give the same bits in any kernel compiled without them, on any
+machine (a kernel compiled with `reassoc`, below, may still regroup the last few additions, which are
+ordinary Python code inlined into it: the lanes' pairwise sum and the tail). `FAST` is
+the set of fastmath flags a kernel may still compile with (the attention softmax does).
 
 Why a separate exp: NumPy's own exp is vectorised, Numba's (the C library's) is not, so a float32
 kernel that calls math.exp in its inner loop runs one element at a time. exp32 is range reduction
@@ -45,6 +52,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 # A kernel compiled with these flags may reorder its sums (`reassoc`), which lets LLVM vectorise
@@ -146,9 +154,105 @@ def _normal_cdf_typed(x):
 
 
 # ---- one pass over a row -----------------------------------------------------------------------
-# Sums are accumulated in the row's dtype, in 8 interleaved partial sums written out in the code: the
-# order of the additions is fixed by the source (no `reassoc` needed, so the same bits whatever the
-# kernel's flags), and it is the order a vector unit adds in, so the loops still vectorise.
+# Sums are accumulated in 8 interleaved partial sums, s_k adding a_k, a_k+8, a_k+16, ... in turn, and
+# then those in pairs, ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)): the order of every addition is
+# fixed (no `reassoc` flag needed, so the same bits whatever the kernel's flags, on any machine), and it
+# is the order an 8-lane vector unit adds in. LLVM does not find that vectorisation by itself (it
+# leaves 8 scalar chains, one add per element), so `_lanes` writes it out: one 8-wide vector of
+# partial sums updated by one vector operation per 8 entries, in LLVM IR. The max is the same with
+# `x > m ? x : m` for the add.
+
+def _lanes(term, widen: bool = False, first: bool = False):
+    """An intrinsic lanes(a, b, c, d, n) -> the 8 lanes (a UniTuple) of a reduction over j < n (n a
+    multiple of 8) of 1-D arrays a, b (b is ignored by terms that read one array) and scalars c, d:
+    lane k holds term(..., term(term(init, x_k), x_k+8), ...). The lanes start at 0, or, with
+    first=True, at a[0:8] (the loop then starts at j = 8). Accumulated in a's dtype, or in float64 with
+    widen=True. `term(builder, acc, x, y, c, d, wide)` builds one step on 8-wide vectors: x, y hold
+    entries of a and b in their own dtype, c and d the scalars in theirs (the caller types them), and
+    wide(v) converts a vector to the accumulator's type -- so a term says exactly which arithmetic is
+    done in float32 and which in float64. Any strides: a contiguous row is read 8 entries at a time, a
+    strided one entry by entry into the vector."""
+    @intrinsic
+    def lanes(typingctx, a, b, c, d, n):
+        acc_type = types.float64 if widen else a.dtype
+        signature = types.UniTuple(acc_type, 8)(a, b, c, d, n)
+
+        def codegen(context, builder, sig, args):
+            vec = ir.VectorType(context.get_value_type(acc_type), 8)
+            i32 = ir.IntType(32)
+            arrays = [(context.make_array(t)(context, builder, v), t) for t, v in zip(sig.args[:2], args[:2])]
+
+            def broadcast(value):
+                v = ir.VectorType(value.type, 8)
+                one = builder.insert_element(ir.Constant(v, ir.Undefined), value, ir.Constant(i32, 0))
+                return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(i32, 8), [0] * 8))
+
+            def wide(v):
+                return builder.fpext(v, vec) if v.type != vec else v
+
+            c_vec, d_vec = broadcast(args[2]), broadcast(args[3])
+            n_value = context.cast(builder, args[4], sig.args[4], types.intp)
+            contiguous = cgutils.true_bit
+            for array, t in arrays:
+                stride = cgutils.unpack_tuple(builder, array.strides, 1)[0]
+                contiguous = builder.and_(contiguous, builder.icmp_signed(
+                    "==", stride, context.get_constant(types.intp, context.get_abi_sizeof(
+                        context.get_data_type(t.dtype)))))
+
+            def load(j, array, t, unit_stride: bool):
+                """Entries j .. j+7 of a 1-D array as an 8-vector of its dtype."""
+                elem = context.get_data_type(t.dtype)
+                if unit_stride:
+                    ptr = builder.bitcast(builder.gep(array.data, [j]), ir.VectorType(elem, 8).as_pointer())
+                    return builder.load(ptr, align=context.get_abi_alignment(elem))
+                stride = cgutils.unpack_tuple(builder, array.strides, 1)[0]
+                x = ir.Constant(ir.VectorType(elem, 8), ir.Undefined)
+                for k in range(8):
+                    offset = builder.mul(builder.add(j, context.get_constant(types.intp, k)), stride)
+                    ptr = builder.bitcast(builder.gep(builder.bitcast(array.data, cgutils.voidptr_t), [offset]),
+                                          elem.as_pointer())
+                    x = builder.insert_element(x, builder.load(ptr), ir.Constant(i32, k))
+                return x
+
+            acc = cgutils.alloca_once(builder, vec)
+            eight = context.get_constant(types.intp, 8)
+            with builder.if_else(contiguous) as (then, otherwise):
+                for unit_stride in (True, False):   # the same loop, two ways of reading the rows
+                    with (then if unit_stride else otherwise):
+                        zero = context.get_constant(types.intp, 0)
+                        start = eight if first else zero
+                        builder.store(wide(load(zero, *arrays[0], unit_stride)) if first else ir.Constant(vec, None),
+                                      acc)
+                        blocks = builder.sdiv(builder.sub(n_value, start), eight)
+                        with cgutils.for_range(builder, blocks) as loop:
+                            j = builder.add(start, builder.mul(loop.index, eight))
+                            x, y = (load(j, *array, unit_stride) for array in arrays)
+                            builder.store(term(builder, builder.load(acc), x, y, c_vec, d_vec, wide), acc)
+            result = builder.load(acc)
+            return context.make_tuple(builder, sig.return_type,
+                                      [builder.extract_element(result, ir.Constant(i32, k)) for k in range(8)])
+        return signature, codegen
+    return lanes
+
+
+# one term each: acc + x, acc + x y, max(acc, x), and the norms' float64 sums (module docstring)
+_sum_lanes = _lanes(lambda b, acc, x, y, c, d, wide: b.fadd(acc, x))
+_dot_lanes = _lanes(lambda b, acc, x, y, c, d, wide: b.fadd(acc, b.fmul(x, y)))
+_max_lanes = _lanes(lambda b, acc, x, y, c, d, wide: b.select(b.fcmp_ordered(">", x, acc), x, acc), first=True)
+_sum64_lanes = _lanes(lambda b, acc, x, y, c, d, wide: b.fadd(acc, wide(x)), widen=True)
+_sq_dev64_lanes = _lanes(lambda b, acc, x, y, c, d, wide: b.fadd(acc, b.fmul(b.fsub(wide(x), c), b.fsub(wide(x), c))),
+                         widen=True)
+_sq64_lanes = _lanes(lambda b, acc, x, y, c, d, wide: b.fadd(acc, wide(b.fmul(x, x))), widen=True)
+_dot_dev_scaled64_lanes = _lanes(lambda b, acc, x, y, c, d, wide: b.fadd(acc, wide(b.fmul(b.fmul(x, b.fsub(y, c)), d))),
+                                 widen=True)
+_dot_scaled64_lanes = _lanes(lambda b, acc, x, y, c, d, wide: b.fadd(acc, wide(b.fmul(x, b.fmul(y, d)))), widen=True)
+
+
+@njit(cache=True, inline="always")
+def _pairwise(s):
+    """The 8 lanes added in pairs, in a fixed order."""
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+
 
 @njit(cache=True, inline="always")
 def row_max(row):
@@ -159,41 +263,23 @@ def row_max(row):
         for j in range(1, n):
             m = row[j] if row[j] > m else m
         return m
-    m0, m1, m2, m3, m4, m5, m6, m7 = row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7]
     full = n - n % 8
-    for j in range(8, full, 8):      # 8 running maxima, as row_sum's partial sums: they vectorise
-        m0 = row[j] if row[j] > m0 else m0
-        m1 = row[j + 1] if row[j + 1] > m1 else m1
-        m2 = row[j + 2] if row[j + 2] > m2 else m2
-        m3 = row[j + 3] if row[j + 3] > m3 else m3
-        m4 = row[j + 4] if row[j + 4] > m4 else m4
-        m5 = row[j + 5] if row[j + 5] > m5 else m5
-        m6 = row[j + 6] if row[j + 6] > m6 else m6
-        m7 = row[j + 7] if row[j + 7] > m7 else m7
+    m = _max_lanes(row, row, row[0], row[0], full)
+    m0 = m[0]
     for j in range(full, n):
         m0 = row[j] if row[j] > m0 else m0
-    for mk in (m1, m2, m3, m4, m5, m6, m7):
-        m0 = mk if mk > m0 else m0
+    for k in range(1, 8):
+        m0 = m[k] if m[k] > m0 else m0
     return m0
 
 
 @njit(cache=True, inline="always")
 def row_sum(a):
     """sum_j a_j of a 1-D array, in 8 interleaved partial sums (s_k adds a_k, a_k+8, ...), then
-    those in pairs: a fixed order of additions, which LLVM turns into one vector add per 8 entries."""
-    n, z = a.shape[0], a.dtype.type(0.0)
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
+    those in pairs: a fixed order of additions, one vector add per 8 entries."""
+    n = a.shape[0]
     full = n - n % 8
-    for j in range(0, full, 8):
-        s0 += a[j]
-        s1 += a[j + 1]
-        s2 += a[j + 2]
-        s3 += a[j + 3]
-        s4 += a[j + 4]
-        s5 += a[j + 5]
-        s6 += a[j + 6]
-        s7 += a[j + 7]
-    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    s = _pairwise(_sum_lanes(a, a, 0.0, 0.0, full))
     for j in range(full, n):
         s += a[j]
     return s
@@ -202,19 +288,9 @@ def row_sum(a):
 @njit(cache=True, inline="always")
 def row_dot(a, b):
     """sum_j a_j b_j of two 1-D arrays of one length, in the partial sums of row_sum."""
-    n, z = a.shape[0], a.dtype.type(0.0)
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
+    n = a.shape[0]
     full = n - n % 8
-    for j in range(0, full, 8):
-        s0 += a[j] * b[j]
-        s1 += a[j + 1] * b[j + 1]
-        s2 += a[j + 2] * b[j + 2]
-        s3 += a[j + 3] * b[j + 3]
-        s4 += a[j + 4] * b[j + 4]
-        s5 += a[j + 5] * b[j + 5]
-        s6 += a[j + 6] * b[j + 6]
-        s7 += a[j + 7] * b[j + 7]
-    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    s = _pairwise(_dot_lanes(a, b, 0.0, 0.0, full))
     for j in range(full, n):
         s += a[j] * b[j]
     return s
@@ -247,4 +323,64 @@ def row_sum_exp(row, m):
     s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
     for j in range(full, n):
         s += exp(row[j] - m)
+    return s
+
+
+# The norms' statistics (LayerNorm, RMSNorm) sum a short row (the model width) in float64, in the same 8
+# partial sums; each helper's name and docstring say which arithmetic happens before an entry is
+# converted to float64 (the kernels' own, from before they summed this way: their float32 terms).
+
+@njit(cache=True, inline="always")
+def row_sum64(a):
+    """sum_j a_j of a 1-D array, in float64, in row_sum's order."""
+    n = a.shape[0]
+    full = n - n % 8
+    s = _pairwise(_sum64_lanes(a, a, 0.0, 0.0, full))
+    for j in range(full, n):
+        s += np.float64(a[j])
+    return s
+
+
+@njit(cache=True, inline="always")
+def row_sq_dev64(a, mu):
+    """sum_j (a_j - mu)^2 of a 1-D array, all in float64 (mu a float64), in row_sum's order."""
+    n = a.shape[0]
+    full = n - n % 8
+    s = _pairwise(_sq_dev64_lanes(a, a, mu, mu, full))
+    for j in range(full, n):
+        dev = np.float64(a[j]) - mu
+        s += dev * dev
+    return s
+
+
+@njit(cache=True, inline="always")
+def row_sq64(a):
+    """sum_j a_j^2 of a 1-D array, each square in a's dtype, summed in float64."""
+    n = a.shape[0]
+    full = n - n % 8
+    s = _pairwise(_sq64_lanes(a, a, 0.0, 0.0, full))
+    for j in range(full, n):
+        s += np.float64(a[j] * a[j])
+    return s
+
+
+@njit(cache=True, inline="always")
+def row_dot_dev_scaled64(a, b, c, d):
+    """sum_j (a_j (b_j - c)) d, each term in a's dtype (c, d of that dtype), summed in float64."""
+    n = a.shape[0]
+    full = n - n % 8
+    s = _pairwise(_dot_dev_scaled64_lanes(a, b, c, d, full))
+    for j in range(full, n):
+        s += np.float64(a[j] * (b[j] - c) * d)
+    return s
+
+
+@njit(cache=True, inline="always")
+def row_dot_scaled64(a, b, d):
+    """sum_j a_j (b_j d), each term in a's dtype (d of that dtype), summed in float64."""
+    n = a.shape[0]
+    full = n - n % 8
+    s = _pairwise(_dot_scaled64_lanes(a, b, d, d, full))
+    for j in range(full, n):
+        s += np.float64(a[j] * (b[j] * d))
     return s

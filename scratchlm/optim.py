@@ -24,9 +24,10 @@ its base rate, which a schedule scales: `optimizer.set_lr(cosine_lr(step, ...))`
 every group its base rate times the schedule's factor, so groups with rates of their own (a smaller
 one for a pretrained body, a larger one for a new head) follow one schedule together.
 
-Updates are in place on the parameter arrays through one reusable scratch buffer, so a step
-allocates nothing (except Adam's coupled L2 decay, and a C-ordered copy of a gradient that arrives
-in another memory order).
+Updates are in place on the parameter arrays, so a step allocates nothing (except a C-ordered copy
+of a gradient that arrives in another memory order): SGD's through one reusable scratch buffer, Adam's
+in one pass over the parameter, its gradient and its two moments (kernels.adam_update, a Numba kernel
+that gives the same bits as its NumPy twin, the update written as above in array operations).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ import math
 from collections.abc import Iterable
 
 import numpy as np
+
+from scratchlm.autograd import kernels
 
 
 class Optimizer:
@@ -193,7 +196,7 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
     def step(self) -> None:
-        for group, p, state, scratch in self._params_with_state():
+        for group, p, state, _ in self._params_with_state():
             lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
             if not state:
                 state["step"] = np.array(0, dtype=np.int64)
@@ -201,25 +204,15 @@ class Adam(Optimizer):
                 state["exp_avg_sq"] = np.zeros_like(p.data)
             state["step"] += 1
             t = int(state["step"])
-            m, v, g = state["exp_avg"], state["exp_avg_sq"], p.grad
-            if wd != 0.0:
-                if self.decoupled_weight_decay:
-                    p.data *= 1.0 - lr * wd
-                else:  # L2 decay: the one path that allocates (scratch is needed below)
-                    g = np.multiply(p.data, wd)
-                    g += p.grad
-            m *= b1                                   # m <- b1 m + (1 - b1) g
-            m += np.multiply(g, 1.0 - b1, out=scratch)
-            v *= b2                                   # v <- b2 v + (1 - b2) g^2
-            np.multiply(g, g, out=scratch)
-            scratch *= 1.0 - b2
-            v += scratch
-            denom = np.sqrt(v, out=scratch)           # sqrt(v) / sqrt(1 - b2^t) + eps
-            denom /= math.sqrt(1.0 - b2 ** t)
-            denom += eps
-            update = np.divide(m, denom, out=scratch)
-            update *= lr / (1.0 - b1 ** t)
-            p.data -= update
+            f = p.data.dtype.type     # the scalars rounded to the arrays' dtype, as NumPy would round them
+            decoupled = self.decoupled_weight_decay
+            arrays = (p.data, p.grad, state["exp_avg"], state["exp_avg_sq"])
+            if f in (np.float32, np.float64) and all(a.flags.c_contiguous for a in arrays):
+                update, arrays = kernels.adam_update, [a.reshape(-1) for a in arrays]   # flat views
+            else:
+                update = kernels.adam_update_ref                  # any layout or dtype, the same numbers
+            update(*arrays, f(0.0 if decoupled else wd), f(1.0 - lr * wd if decoupled else 1.0), f(b1),
+                   f(1.0 - b1), f(b2), f(1.0 - b2), f(math.sqrt(1.0 - b2 ** t)), f(eps), f(lr / (1.0 - b1 ** t)))
 
 
 class AdamW(Adam):

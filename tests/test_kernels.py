@@ -70,10 +70,12 @@ CASES = {
     "layer_norm_backward": lambda rng, s, d, kind: _ln_backward_inputs(rng, s, d, kind),
     "gelu_forward_exact": lambda rng, s, d, kind: ((_gelu_x(rng, s, d, kind), False), _out(rng, (s[0] * s[1], d))),
     "gelu_forward_tanh": lambda rng, s, d, kind: ((_gelu_x(rng, s, d, kind), True), _out(rng, (s[0] * s[1], d))),
-    "gelu_backward_exact": lambda rng, s, d, kind: (
-        (_gelu_x(rng, s, d, kind), rng.normal(size=s[0] * s[1]).astype(d), False), _out(rng, (s[0] * s[1], d))),
-    "gelu_backward_tanh": lambda rng, s, d, kind: (
-        (_gelu_x(rng, s, d, kind), rng.normal(size=s[0] * s[1]).astype(d), True), _out(rng, (s[0] * s[1], d))),
+    "gelu_forward_gate_exact": lambda rng, s, d, kind: (
+        (_gelu_x(rng, s, d, kind), False), _out(rng, (s[0] * s[1], d), (s[0] * s[1], d))),
+    "gelu_forward_gate_tanh": lambda rng, s, d, kind: (
+        (_gelu_x(rng, s, d, kind), True), _out(rng, (s[0] * s[1], d), (s[0] * s[1], d))),
+    "gelu_backward_exact": lambda rng, s, d, kind: _gelu_backward_inputs(rng, s, d, kind, False),
+    "gelu_backward_tanh": lambda rng, s, d, kind: _gelu_backward_inputs(rng, s, d, kind, True),
     "rms_norm_forward": lambda rng, s, d, kind: (
         (_ln_x(rng, s, d, kind), rng.normal(size=s[1]).astype(d), 1e-5), _out(rng, (s, d), (s[0], d))),
     "rms_norm_backward": lambda rng, s, d, kind: _rms_backward_inputs(rng, s, d, kind),
@@ -130,6 +132,14 @@ def _gelu_x(rng, s, d, kind):
     if kind == "huge":
         x[::3] = rng.choice([-1e3, -30.0, 30.0, 1e3], size=x[::3].shape)
     return x.astype(d)
+
+
+def _gelu_backward_inputs(rng, s, d, kind, tanh):
+    """x, the gate the forward keeps (from the twin), the output gradient, tanh."""
+    x = _gelu_x(rng, s, d, kind)
+    y, gate = np.empty_like(x), np.empty_like(x)
+    K.gelu_forward_gate_ref(x, tanh, y, gate)
+    return (x, gate, rng.normal(size=x.size).astype(d), tanh), _out(rng, (x.size, d))
 
 
 def _kernel_pair(name):
@@ -267,3 +277,83 @@ def test_no_other_suffix_for_plain_twins():
                 if callable(f) and getattr(f, "__module__", None) == info.name
                 and name.endswith(("_numpy", "_python", "_py"))]
     assert not odd, f"plain twins must be named <kernel>_ref: {odd}"
+
+
+# ---- the row reductions: 8 lanes, vectorised, in the order the numerics docstring fixes -------------
+
+def _lanes_in_order(terms, zero):
+    """The reduction the helpers define, written out: lane k adds terms k, k+8, ... in turn, then the
+    lanes in pairs, then the tail (the last n % 8 terms) one by one."""
+    n = len(terms)
+    full = n - n % 8
+    lanes = [zero] * 8
+    for j in range(full):
+        lanes[j % 8] = lanes[j % 8] + terms[j]
+    s = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+    for j in range(full, n):
+        s = s + terms[j]
+    return s
+
+
+@njit(cache=True)
+def _reductions(a, b, c, d):
+    return (numerics.row_sum(a), numerics.row_dot(a, b), numerics.row_max(a), numerics.row_sum64(a),
+            numerics.row_sq_dev64(a, 0.25), numerics.row_sq64(a), numerics.row_dot_dev_scaled64(a, b, c, d),
+            numerics.row_dot_scaled64(a, b, d))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 16, 31, 64, 129])
+@pytest.mark.parametrize("strided", [False, True], ids=["contiguous", "strided"])
+def test_row_reductions_add_in_the_documented_order(dtype, n, strided):
+    rng = np.random.default_rng(n)
+    a2, b2 = (rng.normal(scale=10, size=2 * n).astype(dtype) for _ in range(2))
+    a2[rng.random(2 * n) < 0.1] = -np.inf if n > 1 else a2[0]
+    a, b = (a2[::2], b2[::2]) if strided else (a2[:n], b2[:n])
+    c, d = dtype(0.3), dtype(1.7)
+    got = _reductions(a, b, c, d)
+    zero = dtype(0)
+    with np.errstate(invalid="ignore"):                         # -inf + inf = nan, in both
+        want = _lanes_in_order(list(a), zero), _lanes_in_order([x * y for x, y in zip(a, b)], zero)
+    np.testing.assert_array_equal(got[:2], want)                # the same bits (nan where nan)
+    assert got[2] == a.max()
+    finite = np.isfinite(a).all()
+    if finite:      # the float64 sums: each term as the helper's docstring says, then in float64
+        a64 = a.astype(np.float64)
+        assert got[3] == _lanes_in_order(list(a64), 0.0)
+        assert got[4] == _lanes_in_order(list((a64 - 0.25) ** 2), 0.0)
+        assert got[5] == _lanes_in_order(list((a * a).astype(np.float64)), 0.0)
+        assert got[6] == _lanes_in_order(list((a * (b - c) * d).astype(np.float64)), 0.0)
+        assert got[7] == _lanes_in_order(list((a * (b * d)).astype(np.float64)), 0.0)
+
+
+# ---- the fused Adam step ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("l2, decay", [(0.0, 1.0), (0.0, 0.999), (0.1, 1.0)], ids=["adam", "adamw", "adam_l2"])
+def test_adam_update_gives_its_twins_bits(dtype, l2, decay):
+    rng = np.random.default_rng(7)
+    n = 1000
+    p, g, m = (rng.normal(size=n).astype(dtype) for _ in range(3))
+    v = rng.uniform(0, 2, size=n).astype(dtype)
+    g[:5] = [0.0, -0.0, 1e-30, 1e18, -1e-7]
+    f = np.dtype(dtype).type
+    scalars = (f(l2), f(decay), f(0.9), f(1 - 0.9), f(0.99), f(1 - 0.99), f(np.sqrt(1 - 0.99 ** 3)), f(1e-8),
+               f(1e-3 / (1 - 0.9 ** 3)))
+    got, want = [a.copy() for a in (p, g, m, v)], [a.copy() for a in (p, g, m, v)]
+    K.adam_update(*got, *scalars)
+    K.adam_update_ref(*want, *scalars)
+    for x, y in zip(got, want):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(got[0], p)                         # it did step
+
+
+@pytest.mark.parametrize("tanh", [True, False], ids=["tanh", "exact"])
+def test_gelu_forward_gate_gives_gelu_forwards_bits_and_the_gate(tanh):
+    x = _gelu_x(np.random.default_rng(3), (50, 40), np.float32, "huge")
+    y, y_gate, gate = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    K.gelu_forward(x, tanh, y)
+    K.gelu_forward_gate(x, tanh, y_gate, gate)
+    np.testing.assert_array_equal(y_gate, y)                     # training and inference: one output
+    nonzero = x != 0
+    np.testing.assert_allclose((y / np.where(nonzero, x, 1))[nonzero], gate[nonzero], rtol=1e-6)

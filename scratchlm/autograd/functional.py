@@ -195,11 +195,15 @@ def gelu(x, approximate: str = "none") -> Tensor:
     tanh = approximate == "tanh"
     flat = np.ascontiguousarray(x.data).reshape(-1)
     y = np.empty_like(flat)
-    kernels.gelu_forward(flat, tanh, y)
+    if not (x.requires_grad and is_grad_enabled()):
+        kernels.gelu_forward(flat, tanh, y)
+        return Tensor(y.reshape(x.shape))
+    gate = np.empty_like(flat)                  # y / x, kept for the backward (saves recomputing it)
+    kernels.gelu_forward_gate(flat, tanh, y, gate)
 
     def backward(g):
         dx = np.empty_like(flat)
-        kernels.gelu_backward(flat, np.ascontiguousarray(g).reshape(-1), tanh, dx)
+        kernels.gelu_backward(flat, gate, np.ascontiguousarray(g).reshape(-1), tanh, dx)
         x._accumulate(dx.reshape(x.shape), owned=True)
     return Tensor._make(y.reshape(x.shape), (x,), backward, "gelu")
 

@@ -19,10 +19,12 @@ input is small (PARALLEL_MIN_SIZE), where waking other threads costs more than i
     cross_entropy_backward      dx_i = (softmax(x_i) - onehot(t_i)) * scale_i
     cross_entropy_forward_backward  both in one pass (training)
     layer_norm_forward/backward y = (x - mu) / sigma * w + b over the last axis
-    gelu_forward/backward       x Phi(x), or its tanh approximation x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))
+    gelu_forward/backward       x Phi(x), or its tanh approximation x sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3));
+    gelu_forward_gate           the forward that also keeps the gate Phi(x) or sigmoid(.) for the backward
     rms_norm_forward/backward   y = x / sqrt(mean(x^2) + eps) * w over the last axis (Chapter 9)
     swiglu_forward/backward     y = silu(a) * b, [a, b] the two halves of the last axis (Chapter 9)
     rope_forward                rotary position embedding, rotate-half convention (Chapter 9)
+    adam_update                 one Adam / AdamW step of a parameter and its two moments, in place
 
 Stability: every softmax and cross-entropy exponential is of x - max(x) <= 0, so nothing overflows
 however large the logits (the log-sum-exp trick); the tanh GELU's gate 1 / (1 + e^(-2u)) relies on
@@ -246,18 +248,12 @@ def layer_norm_forward(x, weight, bias, eps, out, mean, rstd):
     """out (N, C), mean (N,), rstd (N,) for x (N, C), weight (C,), bias (C,)."""
     N, C = x.shape
     for i in prange(N):
-        mu = 0.0
-        for j in range(C):
-            mu += x[i, j]
-        mu /= C
-        var = 0.0
-        for j in range(C):
-            d = x[i, j] - mu
-            var += d * d
-        r = 1.0 / math.sqrt(var / C + eps)
+        xi, yi = x[i], out[i]
+        mu = numerics.row_sum64(xi) / C
+        r = 1.0 / math.sqrt(numerics.row_sq_dev64(xi, mu) / C + eps)
         mean[i], rstd[i] = mu, r
         for j in range(C):
-            out[i, j] = (x[i, j] - mu) * r * weight[j] + bias[j]
+            yi[j] = (xi[j] - mu) * r * weight[j] + bias[j]
 
 
 def layer_norm_forward_ref(x, weight, bias, eps, out, mean, rstd):
@@ -272,17 +268,14 @@ def layer_norm_backward(x, weight, mean, rstd, g, dx, dweight, dbias):
     """dx (N, C), dweight (C,), dbias (C,) from the forward's saved mean and rstd."""
     N, C = x.shape
     for i in prange(N):
+        xi, gi, di = x[i], g[i], dx[i]
         mu, r = mean[i], rstd[i]
-        a = 0.0                                      # mean(dxhat)
-        b = 0.0                                      # mean(dxhat * xhat)
         for j in range(C):
-            dxhat = g[i, j] * weight[j]
-            a += dxhat
-            b += dxhat * (x[i, j] - mu) * r
-        a /= C
-        b /= C
+            di[j] = gi[j] * weight[j]                               # dxhat, for now
+        a = numerics.row_sum64(di) / C                              # mean(dxhat)
+        b = numerics.row_dot_dev_scaled64(di, xi, mu, r) / C       # mean(dxhat * xhat)
         for j in range(C):
-            dx[i, j] = r * (g[i, j] * weight[j] - a - (x[i, j] - mu) * r * b)
+            di[j] = r * (di[j] - a - (xi[j] - mu) * r * b)
     _layer_norm_param_grads(x, mean, rstd, g, dweight, dbias)
 
 
@@ -332,19 +325,36 @@ def gelu_forward(x, tanh, out):
 
 
 @parallel_kernel
-def gelu_backward(x, g, tanh, out):
-    """out = g * gelu'(x) elementwise over 1-D arrays."""
+def gelu_forward_gate(x, tanh, out, gate):
+    """gelu_forward, for training: also gate = the factor y / x, sigmoid(2u) or Phi(x), which the
+    backward needs and would otherwise compute again (an exp per element)."""
     f = x.dtype.type
-    k, c, one, two = f(SQRT_2_OVER_PI), f(GELU_CUBIC), f(1.0), f(2.0)
+    k, c, one = f(SQRT_2_OVER_PI), f(GELU_CUBIC), f(1.0)
     for i in prange(x.shape[0]):
         v = x[i]
         if tanh:
-            s = one / (one + numerics.exp(-two * k * (v + c * v * v * v)))
+            d = one + numerics.exp(f(-2.0) * k * (v + c * v * v * v))
+            out[i] = v / d
+            gate[i] = one / d
+        else:
+            phi = numerics.normal_cdf(v)
+            out[i] = v * phi
+            gate[i] = phi
+
+
+@parallel_kernel
+def gelu_backward(x, gate, g, tanh, out):
+    """out = g * gelu'(x) elementwise over 1-D arrays, from gelu_forward_gate's gate."""
+    f = x.dtype.type
+    k, c, one, two = f(SQRT_2_OVER_PI), f(GELU_CUBIC), f(1.0), f(2.0)
+    for i in prange(x.shape[0]):
+        v, s = x[i], gate[i]
+        if tanh:
             du = k * (one + f(3.0) * c * v * v)
             out[i] = g[i] * (s + v * s * (one - s) * two * du)
         else:
             pdf = numerics.exp(f(-0.5) * v * v) * f(1 / math.sqrt(2 * math.pi))
-            out[i] = g[i] * (numerics.normal_cdf(v) + v * pdf)
+            out[i] = g[i] * (s + v * pdf)
 
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])   # NumPy has no erf; exact, slow, fine for a twin
@@ -360,12 +370,16 @@ def gelu_forward_ref(x, tanh, out):
     out[...] = x * _gelu_tanh_gate_ref(x) if tanh else 0.5 * x * (1 + _erf(x / np.sqrt(2)))
 
 
-def gelu_backward_ref(x, g, tanh, out):
+def gelu_forward_gate_ref(x, tanh, out, gate):
+    gate[...] = _gelu_tanh_gate_ref(x) if tanh else 0.5 * (1 + _erf(x / np.sqrt(2)))
+    out[...] = x * gate
+
+
+def gelu_backward_ref(x, gate, g, tanh, out):
     if tanh:
-        s = _gelu_tanh_gate_ref(x)
-        out[...] = g * (s + x * s * (1 - s) * 2 * SQRT_2_OVER_PI * (1 + 3 * GELU_CUBIC * x ** 2))
+        out[...] = g * (gate + x * gate * (1 - gate) * 2 * SQRT_2_OVER_PI * (1 + 3 * GELU_CUBIC * x ** 2))
     else:
-        out[...] = g * (0.5 * (1 + _erf(x / np.sqrt(2))) + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi))
+        out[...] = g * (gate + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi))
 
 
 # ---- RMS normalisation over the last axis (Chapter 9: the modern decoder) -----------------------
@@ -380,13 +394,11 @@ def rms_norm_forward(x, weight, eps, out, rstd):
     """out (N, C), rstd (N,) for x (N, C), weight (C,)."""
     N, C = x.shape
     for i in prange(N):
-        ms = 0.0
-        for j in range(C):
-            ms += x[i, j] * x[i, j]
-        r = 1.0 / math.sqrt(ms / C + eps)
+        xi, yi = x[i], out[i]
+        r = 1.0 / math.sqrt(numerics.row_sq64(xi) / C + eps)
         rstd[i] = r
         for j in range(C):
-            out[i, j] = x[i, j] * r * weight[j]
+            yi[j] = xi[j] * r * weight[j]
 
 
 def rms_norm_forward_ref(x, weight, eps, out, rstd):
@@ -400,13 +412,13 @@ def rms_norm_backward(x, weight, rstd, g, dx, dweight):
     """dx (N, C), dweight (C,) from the forward's saved rstd."""
     N, C = x.shape
     for i in prange(N):
+        xi, gi, di = x[i], g[i], dx[i]
         r = rstd[i]
-        b = 0.0                                      # mean(dxhat * xhat), summed in float64
         for j in range(C):
-            b += (g[i, j] * weight[j]) * (x[i, j] * r)
-        b /= C
+            di[j] = gi[j] * weight[j]                               # dxhat, for now
+        b = numerics.row_dot_scaled64(di, xi, r) / C                # mean(dxhat * xhat), xhat = x r
         for j in range(C):
-            dx[i, j] = r * (g[i, j] * weight[j] - (x[i, j] * r) * b)
+            di[j] = r * (di[j] - (xi[j] * r) * b)
     _rms_norm_weight_grad(x, rstd, g, dweight)
 
 
@@ -506,3 +518,39 @@ def rope_forward_ref(x, cos, sin, out):
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     out[...] = np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+# ---- Adam / AdamW (scratchlm/optim.py) ----------------------------------------------------------
+# One step of one parameter, everything in place, in one pass over the four arrays (the NumPy twin
+# makes ten). The arithmetic is the twin's, operation for operation in the arrays' dtype, so the two
+# give the same bits: the scalars come in already rounded to that dtype, as NumPy rounds a Python
+# float it combines with a float32 array.
+#     g <- g + l2 p                        (Adam's coupled weight decay; l2 = 0 for AdamW)
+#     p <- p * decay                       (AdamW's decoupled decay, 1 - lr lambda; 1 for Adam)
+#     m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
+#     p <- p - step_size * m / (sqrt(v) / bias2_sqrt + eps),  step_size = lr / (1 - b1^t),
+#                                                            bias2_sqrt = sqrt(1 - b2^t)
+
+@parallel_kernel
+def adam_update(param, grad, exp_avg, exp_avg_sq, l2, decay, b1, one_minus_b1, b2, one_minus_b2, bias2_sqrt, eps,
+                step_size):
+    """param, exp_avg, exp_avg_sq (n,) updated in place from grad (n,); the scalars in param's dtype."""
+    for i in prange(param.shape[0]):
+        g = grad[i]
+        if l2 != 0:
+            g = param[i] * l2 + g
+        m = exp_avg[i] * b1 + g * one_minus_b1
+        v = exp_avg_sq[i] * b2 + (g * g) * one_minus_b2
+        exp_avg[i], exp_avg_sq[i] = m, v
+        param[i] = param[i] * decay - (m / (np.sqrt(v) / bias2_sqrt + eps)) * step_size
+
+
+def adam_update_ref(param, grad, exp_avg, exp_avg_sq, l2, decay, b1, one_minus_b1, b2, one_minus_b2, bias2_sqrt, eps,
+                    step_size):
+    g = grad + param * l2 if l2 != 0 else grad
+    param *= decay
+    exp_avg *= b1
+    exp_avg += g * one_minus_b1
+    exp_avg_sq *= b2
+    exp_avg_sq += (g * g) * one_minus_b2
+    param -= exp_avg / (np.sqrt(exp_avg_sq) / bias2_sqrt + eps) * step_size

@@ -73,10 +73,11 @@ from scratchlm.rng import get_rng
 
 # ---- the op, on arrays -------------------------------------------------------------------------
 
-def _attend(q, k, v, scale, causal: bool, lengths: np.ndarray, dropout: float):
+def _attend(q, k, v, scale, causal: bool, lengths: np.ndarray, dropout: float, out=None):
     """Forward on arrays (any strides): q (..., Tq, hs), k (..., Tk, hs), v (..., Tk, hv) ->
     (y (..., Tq, hv), P (..., Tq, Tk), dropout mask or None). `lengths` (N,) int64: real keys of
-    each of the N = prod(...) matrices."""
+    each of the N = prod(...) matrices. y is written into `out` when given (any strides: the modules
+    pass a (B, nh, Tq, hv) view of a (B, Tq, nh, hv) array, so that heads side by side need no copy)."""
     Tq, Tk = q.shape[-2], k.shape[-2]
     scores = q @ k.swapaxes(-1, -2)                                          # (..., Tq, Tk)
     att = np.empty_like(scores)
@@ -85,7 +86,7 @@ def _attend(q, k, v, scale, causal: bool, lengths: np.ndarray, dropout: float):
     mask = None
     if dropout > 0:                                                          # inverted dropout on P
         mask = (get_rng().random(att.shape, dtype=att.dtype) >= dropout) * att.dtype.type(1 / (1 - dropout))
-    y = (att if mask is None else att * mask) @ v                            # (..., Tq, hv)
+    y = np.matmul(att if mask is None else att * mask, v, out=out)           # (..., Tq, hv)
     return y, att, mask
 
 
@@ -201,7 +202,8 @@ def self_attention(qkv: Tensor, n_head: int, causal: bool = True, key_lengths=No
             raise RuntimeError("the KV cache is for inference: no gradient flows through it; use no_grad()")
         k, v = cache.extend(layer, k, v)                                     # (B, nh, Tk, hs)
     lengths = _lengths(key_lengths, B, B * n_head, k.shape[2], "self_attention")
-    y, att, mask = _attend(q, k, v, scale, causal, lengths, dropout)         # (B, nh, T, hs)
+    y = np.empty((B, T, n_head, hs), qkv.dtype)                              # heads side by side
+    _, att, mask = _attend(q, k, v, scale, causal, lengths, dropout, y.transpose(0, 2, 1, 3))
 
     def backward(g):  # g: (B, T, C) -> dq, dk, dv written into their thirds of one array
         dy = g.reshape(B, T, n_head, hs).transpose(0, 2, 1, 3)              # (B, nh, T, hs)
@@ -215,7 +217,7 @@ def self_attention(qkv: Tensor, n_head: int, causal: bool = True, key_lengths=No
             _rotate(dq_rot, cos, -sin, dq)
             _rotate(dk_rot, cos, -sin, dk)
         qkv._accumulate(dqkv.reshape(B, T, C3), owned=True)
-    out = Tensor._make(y.transpose(0, 2, 1, 3).reshape(B, T, C), (qkv,), backward, "self_attention")
+    out = Tensor._make(y.reshape(B, T, C), (qkv,), backward, "self_attention")
     return (out, att) if return_weights else out
 
 
@@ -239,7 +241,8 @@ def cross_attention(q: Tensor, kv, n_head: int, key_lengths=None, dropout: float
     qh = q.data.reshape(B, Tq, n_head, hs).transpose(0, 2, 1, 3)            # (B, nh, Tq, hs) view
     k, v = kv.data.reshape(B, Tk, 2, n_head, hs).transpose(2, 0, 3, 1, 4)   # 2 x (B, nh, Tk, hs) views
     lengths = _lengths(key_lengths, B, B * n_head, Tk, "cross_attention")
-    y, att, mask = _attend(qh, k, v, scale, False, lengths, dropout)
+    y = np.empty((B, Tq, n_head, hs), q.dtype)                               # heads side by side
+    _, att, mask = _attend(qh, k, v, scale, False, lengths, dropout, y.transpose(0, 2, 1, 3))
 
     def backward(g):
         dy = g.reshape(B, Tq, n_head, hs).transpose(0, 2, 1, 3)
@@ -252,7 +255,7 @@ def cross_attention(q: Tensor, kv, n_head: int, key_lengths=None, dropout: float
             q._accumulate(dq.reshape(B, Tq, C), owned=True)
         if dkv is not None:
             kv._accumulate(dkv.reshape(B, Tk, 2 * C), owned=True)
-    out = Tensor._make(y.transpose(0, 2, 1, 3).reshape(B, Tq, C), (q, kv), backward, "cross_attention")
+    out = Tensor._make(y.reshape(B, Tq, C), (q, kv), backward, "cross_attention")
     return (out, att) if return_weights else out
 
 

@@ -27,6 +27,10 @@ where L_n (`key_lengths[n]`, 0 <= L_n <= Tk) is the number of real keys of matri
 puts each sequence's L real tokens first and padding after (right padding), and padding is never
 attended to. A row with hi <= 0 (a sequence of no real key) gets weights 0, not 0/0 = NaN.
 
+The kernels compile with numerics.FAST (reassoc, contract): LLVM may vectorise and regroup their own
+sums (`total`), and the last additions of the numerics row helpers inlined into them (row_max,
+row_dot, whose 8-lane loops keep their fixed order); the same compiled kernel always gives the same bits.
+
 Kernels take (N, Tq, Tk) C-contiguous arrays (callers fold batch and head axes into N) and a
 positive scale in the arrays' dtype, and write into an output array passed last, as the autograd
 kernels do (scratchlm/autograd/kernels.py). Each `*_ref` twin has the same signature and is what the
