@@ -33,10 +33,10 @@ the choice this chapter measures:
     10.6  the same comparison on a Chinese task: which section of the Book of Songs (风, 雅, 颂) a poem
           comes from, with a character-level GPT pretrained on the other classics
 
-Run:      python chapters/ch10_finetuning.py [--quick]   (full run: 33 minutes on 2 cores, over the 20 planned)
+Run:      python chapters/ch10_finetuning.py [--quick]   (full run: about 18 minutes on 2 cores, estimated)
 Figures:  figures/ch10_label_efficiency.png, ch10_cost_accuracy.png, ch10_lora_rank.png; numbers in
           figures/ch10_results.json; checkpoints in checkpoints/ (not committed)
-Library:  scratchlm/peft.py, scratchlm/models/classifier.py, scratchlm/models/bow.py, scratchlm/models/gpt.py,
+Library:  scratchlm/peft.py, scratchlm/models/classifier.py, scratchlm/models/logistic.py, scratchlm/models/gpt.py,
           scratchlm/tokenizers/bpe.py, scratchlm/train.py, scratchlm/metrics.py, scratchlm/data.py
 """
 
@@ -54,37 +54,55 @@ from scratchlm.models.classifier import (SequenceClassifier, classification_loss
                                          predict)
 from scratchlm.models.gpt import GPT, GPTConfig
 from scratchlm.models.logistic import BagOfWords, train_logistic
-from scratchlm.peft import (SoftPrompt, adapter_bytes, apply_lora, load_adapter, merge_lora, model_bytes,
+from scratchlm.peft import (SoftPrompt, adapter_bytes, apply_lora, load_adapter, merge_lora,
                             save_adapter, trainable_parameters)
 from scratchlm.rng import manual_seed
 from scratchlm.tokenizers import ByteBPE, CharTokenizer
 from scratchlm.train import EpochSettings, TrainConfig, configure_optimizer, evaluate, train, train_epochs
 
 # Settings.
-# 10.1: byte-level BPE with 2,048 ids learned from the general text; a GPT of Chapter 6's width (4 blocks,
-# 4 heads, 128 wide) with 128 positions, so that a 48-token message still fits behind a 50-vector prompt.
+# 10.1: byte-level BPE with 2,048 ids learned from the general text; a GPT of 2 blocks, 4 heads, 128 wide with
+# 128 positions (a 64-token message fits behind a 50-vector prompt). Two blocks rather than Chapter 6's four:
+# at twice the learning rate they reach a lower valid loss on PTB + Shakespeare in the same steps (4.29
+# at step 800, against four blocks' 4.45 at 1e-3), after 900 steps on the messages they read the valid
+# messages at 3.97 nats per token (four blocks after 300: 4.30), and each step costs less, measured side
+# by side: a language-model step 0.63 of four blocks', a fine-tuning step on 64 tokens 0.64 of four
+# blocks' on 48.
 BPE_VOCAB = 2048
-MODEL = GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0)
-PRETRAIN = TrainConfig(max_iters=1000, learning_rate=1e-3, min_lr=1e-4, warmup_iters=100, lr_decay_iters=1000,
+MODEL = GPTConfig(n_layer=2, n_head=4, n_embd=128, block_size=128, dropout=0.0)
+PRETRAIN = TrainConfig(max_iters=1000, learning_rate=2e-3, min_lr=2e-4, warmup_iters=100, lr_decay_iters=1000,
                        weight_decay=0.1, eval_interval=200, eval_iters=8)
-DOMAIN = TrainConfig(max_iters=300, learning_rate=5e-4, min_lr=5e-5, warmup_iters=20, lr_decay_iters=300,
-                     weight_decay=0.1, eval_interval=100, eval_iters=8)
+DOMAIN = TrainConfig(max_iters=900, learning_rate=1e-3, min_lr=1e-4, warmup_iters=20, lr_decay_iters=900,
+                     weight_decay=0.1, eval_interval=300, eval_iters=8)
 LM_BATCH = 16
-MAX_TOKENS = 48                             # a message's first 48 BPE tokens
-# 10.2-10.5: fine-tuning, AdamW with a warmup and a cosine, the weights of the best valid epoch kept
+# A message's first 64 BPE tokens. Spam is long: 48 tokens cut 26% of the training messages and 90% of the
+# spam, and the bag of words of those 48 tokens scores 98.31% on test (99.46% on 64 tokens, 99.55% on all).
+MAX_TOKENS = 64
+# 10.2-10.5: fine-tuning, AdamW with a warmup and a cosine, the weights of the best valid epoch kept.
+# The learning rates were chosen on the valid messages, with every labelled message, by valid accuracy
+# (the criterion 10.3 picks its best LoRA by); never on test:
+#   from scratch       5e-4, 1e-3, 2e-3: 97.77, 97.95, 97.35% (mean of seeds 0, 1, 2)
+#   full fine-tuning   5e-4, 1e-3, 2e-3: 97.29, 97.65, 96.75% (mean of seeds 0, 1, 2)
+#   last block + head  5e-4, 1e-3, 2e-3: 96.57, 97.83, 97.83% (seed 0; a tie, the smaller kept)
+#   LoRA               1e-3, 2e-3, 4e-3, 8e-3: 96.93, 97.47, 97.83, 97.65% (seed 0, r = 4 on q and v)
+#   prompt tuning      1e-2, 3e-2, 1e-1: 93.14, 94.04, 93.86% (seed 0, P = 10)
+# (The mean valid losses of the first two, 0.075, 0.081, 0.095 and 0.093, 0.094, 0.113, would pick 5e-4:
+# for full fine-tuning a tie.)
 EPOCHS, BATCH = 3, 32
-LR = {"from scratch": 1e-3, "last block + head": 1e-3, "full fine-tuning": 5e-4, "LoRA": 2e-3, "prompt": 1e-2}
+LR = {"from scratch": 1e-3, "last block + head": 1e-3, "full fine-tuning": 1e-3, "LoRA": 4e-3, "prompt": 3e-2}
 FT_WEIGHT_DECAY = 0.01
 LORA_RANKS, LORA_TARGETS = (1, 4, 16), ("qv", "all")
 PROMPT_LENGTHS = (10, 50)
 # 10.4: label budgets, each trained from seeds 0, 1, 2 on a stratified sample of the training messages
 BUDGETS, SEEDS = (16, 64, 256, 1024, None), (0, 1, 2)          # None: every training message
 MIN_STEPS = 40                              # a small budget is trained for at least this many steps
-# 10.6: Book of Songs sections; a character-level GPT pretrained on the other classics
-ZH_MODEL = GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0)
-ZH_PRETRAIN = TrainConfig(max_iters=600, learning_rate=1e-3, min_lr=1e-4, warmup_iters=50, lr_decay_iters=600,
-                          weight_decay=0.1, eval_interval=150, eval_iters=4)
+# 10.6: Book of Songs sections; a character-level GPT pretrained on the other classics (67,291 characters:
+# 200 steps of 16 x 128 read them about 6 times)
+ZH_MODEL = GPTConfig(n_layer=2, n_head=4, n_embd=128, block_size=128, dropout=0.0)
+ZH_PRETRAIN = TrainConfig(max_iters=200, learning_rate=1e-3, min_lr=1e-4, warmup_iters=20, lr_decay_iters=200,
+                          weight_decay=0.1, eval_interval=50, eval_iters=4)
 ZH_EPOCHS = 10
+ZH_MIN_COUNT = 2                            # rarer characters read as <unk> (3,038 of 4,250 kept)
 GENERAL_CHARS = None                        # all of PTB's and Shakespeare's training text
 MESSAGES = None                             # every message of each split
 
@@ -152,8 +170,8 @@ def fit_lm(model, ids: dict, config: TrainConfig, label: str) -> dict:
     return history
 
 
-def gpt_with(state: dict | None, seed: int) -> GPT:
-    """A GPT of the chapter's config: the pretrained weights `state`, or random ones (seeded) for None."""
+def gpt_with(config: GPTConfig, state: dict | None, seed: int) -> GPT:
+    """A GPT of `config`: the pretrained weights `state`, or random ones (seeded) for None."""
     manual_seed(seed)
     model = GPT(config)
     if state is not None:
@@ -162,7 +180,7 @@ def gpt_with(state: dict | None, seed: int) -> GPT:
 
 
 config = dataclasses.replace(MODEL, vocab_size=tok.vocab_size)
-gpt = gpt_with(None, run.seed)
+gpt = gpt_with(config, None, run.seed)
 general_history = fit_lm(gpt, lm_ids["general"], PRETRAIN, "10.1 general")
 general_state = gpt.state_dict()
 # How well the general model knows text messages, before and after reading the training messages
@@ -174,7 +192,7 @@ domain_state = gpt.state_dict()
 domain_on_sms = evaluate(gpt, sms_valid)
 CHECKPOINTS.mkdir(parents=True, exist_ok=True)
 tok.save(CHECKPOINTS / "ch10_bpe.json")
-save_checkpoint(CHECKPOINTS / "ch10_gpt_general.npz", gpt_with(general_state, run.seed), config=config)
+save_checkpoint(CHECKPOINTS / "ch10_gpt_general.npz", gpt_with(config, general_state, run.seed), config=config)
 save_checkpoint(CHECKPOINTS / "ch10_gpt_sms.npz", gpt, config=config)
 print(f"10.1 the general model reads the valid messages at {general_on_sms:.3f} nats per token; after "
       f"{DOMAIN.max_iters} steps on the training messages, {domain_on_sms:.3f}. Checkpoints and the tokenizer "
@@ -196,8 +214,10 @@ def encode_split(texts, tok, max_tokens: int) -> np.ndarray:
     return data.pad_sequences([tok.encode(t)[:max_tokens] for t in texts], max_tokens, pad=-1)
 
 
+# A task: its encoded splits and labels, the class whose F1 is reported, and the model it starts from
 sms_task = {"X": {split: encode_split(texts, tok, MAX_TOKENS) for split, (texts, _) in sms.items()},
-            "y": {split: labels for split, (_, labels) in sms.items()}, "positive": 1}
+            "y": {split: labels for split, (_, labels) in sms.items()}, "positive": 1,
+            "classes": 2, "config": config, "pretrained": domain_state}
 X, y = sms_task["X"], sms_task["y"]
 cut = np.mean([len(tok.encode(t)) > MAX_TOKENS for t in sms["train"][0]])
 print(f"10.2 SMS: {', '.join(f'{s} {len(v):,} ({v.mean():.1%} spam)' for s, v in y.items())}; "
@@ -234,15 +254,35 @@ def fine_tune(clf, task: dict, lr: float, seed: int, label: str, rows=None, vali
                            rng=np.random.default_rng(seed), loss_fn=classification_loss,
                            log=lambda line: print(f"{label} {line}"))
     state_bytes = sum(a.nbytes for state in optimizer.state for a in state.values())  # AdamW's two moments
-    trained[label] = clf
     valid = task_scores(task, predict(clf, X["valid"]), "valid")
     return {**task_scores(task, predict(clf, X["test"])), **{f"valid_{k}": v for k, v in valid.items()},
             "trainable": trainable_parameters(clf), "optimizer_state_bytes": int(state_bytes),
+            "bytes_per_task": adapter_bytes(clf),             # what trained: for full fine-tuning, every weight
             "seconds_per_epoch": float(np.mean(history["seconds"])), "epochs": len(history["epoch"]),
             "best_epoch": history["best_epoch"]}
 
 
-trained = {}                                # label -> the fine-tuned classifier (10.5 saves one)
+def make(method: str, task: dict, seed: int, r: int = 0, targets: str = "", n_prompt: int = 0) -> SequenceClassifier:
+    """A classifier for `task` whose trainable part is `method`'s (10.3): "from scratch" (every weight,
+    random), or the task's pretrained body with "full fine-tuning", "last block + head", "LoRA" (rank r
+    on `targets`) or "prompt tuning" (n_prompt vectors, the task's verbalizer as the head); seeded."""
+    body = gpt_with(task["config"], None if method == "from scratch" else task["pretrained"], seed)
+    if method == "prompt tuning":
+        return SequenceClassifier(SoftPrompt(body, n_prompt, rng=np.random.default_rng(seed)), task["classes"],
+                                  label_ids=task["verbalizer"])
+    clf = SequenceClassifier(body, task["classes"])
+    if method == "last block + head":
+        clf.requires_grad_(False)
+        for module in (body.h[len(body.h) - 1], body.ln_f, clf.score):
+            module.requires_grad_(True)
+    elif method == "LoRA":
+        apply_lora(clf, r=r, alpha=2 * r, targets=targets, rng=np.random.default_rng(seed))
+        clf.score.requires_grad_(True)
+    elif method not in ("from scratch", "full fine-tuning"):
+        raise ValueError(f"make: unknown method {method!r}")
+    return clf
+
+
 bow = BagOfWords(unit="word").fit(sms["train"][0])
 bow_X = {split: bow.transform(texts) for split, (texts, _) in sms.items()}
 t0 = time.perf_counter()
@@ -253,7 +293,7 @@ baselines = {"bag of words": {**task_scores(sms_task, bow_model.predict(bow_X["t
                               "seconds": time.perf_counter() - t0}}
 print(f"10.2 bag of words ({len(bow):,} words seen at least twice, logistic regression): "
       f"{describe(baselines['bag of words'])}")
-baselines["from scratch"] = fine_tune(SequenceClassifier(gpt_with(None, run.seed), 2), sms_task, LR["from scratch"],
+baselines["from scratch"] = fine_tune(make("from scratch", sms_task, run.seed), sms_task, LR["from scratch"],
                                       run.seed, "10.2 from scratch")
 print(f"10.2 the same GPT from random weights on the labels alone: {describe(baselines['from scratch'])}")
 results["baselines"] = baselines
@@ -272,27 +312,13 @@ section_done("10.2")
 #                       The class is the likelier of the two words " ham" and " spam" after the message,
 #                       as the language-model head scores them (a verbalizer)
 # The head reads the hidden state of each message's last real token (exercise 10.2).
-VERBALIZER = [int(tok.encode(" " + name)[0]) for name in data.LABEL_NAMES["sms-spam"]]  # each word's first token
-print(f"10.3 prompt tuning reads the LM head's logits of the tokens {[tok.decode([i]) for i in VERBALIZER]}")
-
-
-def make(method: str, seed: int, r: int = 0, targets: str = "", n_prompt: int = 0) -> SequenceClassifier:
-    body = gpt_with(domain_state, seed)
-    if method == "prompt":
-        return SequenceClassifier(SoftPrompt(body, n_prompt, rng=np.random.default_rng(seed)), 2, label_ids=VERBALIZER)
-    clf = SequenceClassifier(body, 2)
-    if method == "last block + head":
-        clf.requires_grad_(False)
-        for module in (body.h[len(body.h) - 1], body.ln_f, clf.score):
-            module.requires_grad_(True)
-    elif method == "LoRA":
-        apply_lora(clf, r=r, alpha=2 * r, targets=targets, rng=np.random.default_rng(seed))
-        clf.score.requires_grad_(True)
-    return clf
+sms_task["verbalizer"] = [int(tok.encode(" " + name)[0]) for name in data.LABEL_NAMES["sms-spam"]]  # first tokens
+print(f"10.3 prompt tuning reads the LM head's logits of the tokens "
+      f"{[tok.decode([i]) for i in sms_task['verbalizer']]}")
 
 
 methods = {}
-probe_features = {split: extract_features(gpt_with(domain_state, run.seed), X[split]) for split in X}
+probe_features = {split: extract_features(gpt_with(config, domain_state, run.seed), X[split]) for split in X}
 t0 = time.perf_counter()
 probe, _ = train_logistic((probe_features["train"], y["train"]), (probe_features["valid"], y["valid"]),
                           rng=np.random.default_rng(run.seed))
@@ -300,22 +326,24 @@ methods["linear probe"] = {**task_scores(sms_task, probe.predict(probe_features[
                            "trainable": trainable_parameters(probe), "seconds": time.perf_counter() - t0}
 print(f"10.3 linear probe: {describe(methods['linear probe'])}")
 for name in ("last block + head", "full fine-tuning"):
-    methods[name] = fine_tune(make(name, run.seed), sms_task, LR[name], run.seed, f"10.3 {name}")
+    methods[name] = fine_tune(make(name, sms_task, run.seed), sms_task, LR[name], run.seed, f"10.3 {name}")
     print(f"10.3 {name}: {describe(methods[name])}, {methods[name]['trainable']:,} trainable parameters")
+best_lora, lora = None, None                # the best LoRA on valid accuracy (the fewest parameters on a tie)
 for targets in LORA_TARGETS:
     for r in LORA_RANKS:
         name = f"LoRA r={r} {targets}"
-        clf = make("LoRA", run.seed, r=r, targets=targets)
+        clf = make("LoRA", sms_task, run.seed, r=r, targets=targets)
         methods[name] = {**fine_tune(clf, sms_task, LR["LoRA"], run.seed, f"10.3 {name}"), "r": r,
                          "targets": targets}
         print(f"10.3 {name}: {describe(methods[name])}, {methods[name]['trainable']:,} trainable parameters")
+        if best_lora is None or ((methods[name]["valid_accuracy"], -methods[name]["trainable"])
+                                 > (methods[best_lora]["valid_accuracy"], -methods[best_lora]["trainable"])):
+            best_lora, lora = name, clf           # 10.4 and 10.5 use it; the others are let go
 for P in PROMPT_LENGTHS:
     name = f"prompt tuning P={P}"
-    methods[name] = fine_tune(make("prompt", run.seed, n_prompt=P), sms_task, LR["prompt"], run.seed,
+    methods[name] = fine_tune(make("prompt tuning", sms_task, run.seed, n_prompt=P), sms_task, LR["prompt"], run.seed,
                               f"10.3 {name}")
     print(f"10.3 {name}: {describe(methods[name])}, {methods[name]['trainable']:,} trainable parameters")
-lora_names = [n for n in methods if n.startswith("LoRA")]
-best_lora = max(lora_names, key=lambda n: (methods[n]["valid_accuracy"], -methods[n]["trainable"]))
 LORA_R, LORA_ON = methods[best_lora]["r"], methods[best_lora]["targets"]
 print(f"10.3 the best LoRA on valid accuracy: {best_lora}")
 results["methods"] = methods
@@ -329,6 +357,19 @@ section_done("10.3")
 # 16 labels to learn from would not have 554 more to choose its epoch with, so the valid messages
 # used for early stopping are a stratified sample too, as many as the budget (at least 64). A small
 # budget is trained for at least MIN_STEPS steps.
+#
+# What pretraining buys shrinks as the labels grow. Measured while choosing the settings above (full
+# fine-tuning minus from scratch, test accuracy, mean of seeds 0-2): +4.8 points at 16 labels, +3.6 at
+# 64, +0.9 at 256, 0.00 at 1,024 and -0.03 at all 3,899 (one message in three runs). A seed moves one
+# run's accuracy by about 0.4 points (the sample standard deviation at 1,024 and at all labels), so a
+# three-seed gap between two methods is known to about 0.35: beyond 256 labels the two are level. With
+# every label the pretrained model has seen nothing the other does not but 2M tokens of WSJ and
+# Shakespeare, far from text messages. At 1,024 labels the gap moves with the pretraining, within that
+# noise: -0.48 after 900 steps on the training messages alone, -0.36 after the 1,000 general steps and
+# 300 on the messages, 0.00 after the 1,000 and 900 (these settings), -0.44 after the 1,000 and 1,500
+# (by then the messages' valid loss is back up, 4.02 from 3.97 nats per token: their 143k tokens read
+# 21 times). With every label the valid messages agree: from scratch 97.95%, full fine-tuning 97.65%
+# (the learning rates' table above).
 efficiency = {"budgets": [n or len(y["train"]) for n in BUDGETS], "seeds": list(SEEDS)}
 curves = {name: [] for name in ("bag of words", "from scratch", "full fine-tuning", best_lora)}
 for n in BUDGETS:
@@ -346,12 +387,8 @@ for n in BUDGETS:
             if n is None and seed == run.seed:       # the same run as 10.2's or 10.3's: not repeated
                 point[name] = (baselines if name == "from scratch" else methods)[name]
                 continue
-            if name == "from scratch":
-                clf = SequenceClassifier(gpt_with(None, seed), 2)
-            elif name == "full fine-tuning":
-                clf = make(name, seed)
-            else:
-                clf = make("LoRA", seed, r=LORA_R, targets=LORA_ON)
+            clf = (make("LoRA", sms_task, seed, r=LORA_R, targets=LORA_ON) if name == best_lora
+                   else make(name, sms_task, seed))
             lr = LR["LoRA" if name == best_lora else name]
             point[name] = fine_tune(clf, sms_task, lr, seed, f"10.4 {len(rows)} labels, seed {seed}, {name}", rows,
                                     valid_rows, epochs=epochs, batch_size=batch, patience=max(2, epochs // 4))
@@ -375,8 +412,14 @@ for n in labels_axis:
     print(f"10.4 {n:5d} labels, mean of {len(SEEDS)} seeds: "
           + "; ".join(f"{name} {summary[name][str(n)]['accuracy']:.2%} (F1 {summary[name][str(n)]['spam_f1']:.3f})"
                       for name in curves))
+# Test accuracies are whole messages out of the same test set: equal counts are a tie, however the float
+# means round, hence the 1e-12.
+at_or_above = all(g >= -1e-12 for g in gaps.values())
+print("10.4 full fine-tuning minus from scratch (test accuracy, mean of seeds): "
+      + ", ".join(f"{100 * g:+.2f} points at {n} labels" for n, g in gaps.items())
+      + f"; at or above at every budget: {'yes' if at_or_above else 'no'}")
 efficiency.update(runs=curves, mean=summary, pretrained_minus_scratch_accuracy=gaps,
-                  pretrained_at_or_above_scratch=all(g >= 0 for g in gaps.values()))
+                  pretrained_at_or_above_scratch=at_or_above)
 results["label_efficiency"] = efficiency
 
 fig, axes = plotting.figure(1, 2, width=5.0, height=3.8)
@@ -409,21 +452,18 @@ cost = {}
 for name, m in methods.items():
     if name == "linear probe":
         continue
-    clf = trained[f"10.3 {name}"]
-    saved = (model_bytes(clf) if name in ("full fine-tuning",) else adapter_bytes(clf))
     cost[name] = {"trainable": m["trainable"], "optimizer_state_bytes": m["optimizer_state_bytes"],
-                  "seconds_per_epoch": m["seconds_per_epoch"], "bytes_per_task": int(saved),
+                  "seconds_per_epoch": m["seconds_per_epoch"], "bytes_per_task": m["bytes_per_task"],
                   "accuracy": m["accuracy"], "spam_f1": m["spam_f1"]}
-total = trainable_parameters(trained["10.3 full fine-tuning"])
+total = methods["full fine-tuning"]["trainable"]
 for name, c in cost.items():
     print(f"10.5 {name:22s} {c['trainable']:>9,} trainable ({c['trainable'] / total:7.3%}), optimiser state "
           f"{c['optimizer_state_bytes'] / 1024:8.1f} KiB, {c['seconds_per_epoch']:5.1f} s per epoch, "
           f"{c['bytes_per_task'] / 1024:8.1f} KiB to keep per task, {describe(c)}")
 # The adapter is the whole task: saved, loaded onto a fresh copy of the base, it gives the same
 # predictions; merged into the weights (W + alpha/r B A), it costs nothing at inference.
-lora = trained[f"10.3 {best_lora}"]
 path = save_adapter(adapters / "ch10_sms_lora.npz", lora)
-fresh = SequenceClassifier(gpt_with(domain_state, run.seed + 99), 2)
+fresh = make("full fine-tuning", sms_task, run.seed + 99)        # the base alone, a new head
 load_adapter(path, fresh)
 sample = X["test"][:64]
 with no_grad():
@@ -478,15 +518,23 @@ section_done("10.5")
 # beside accuracy is the macro F1: the mean of the three classes' F1.
 zh = {split: data.load_labelled("shijing-sections", split) for split in ("train", "valid", "test")}
 zh_text = data.unlabelled_lines("shijing-sections")
-zh_tok = CharTokenizer.fit("".join(zh_text), unk=True)      # a character never seen there reads as <unk>
+# The characters seen at least ZH_MIN_COUNT times in the pretraining text; the rarer ones, and any never
+# seen there, read as one <unk>. The vocabulary sets the cost of the LM head (V x C per position): all
+# of the classics' characters would make it most of the model.
+chars, counts = np.unique(list("".join(zh_text)), return_counts=True)
+zh_tok = CharTokenizer(chars[counts >= ZH_MIN_COUNT].tolist(), unk=True)
 zh_ids = {"train": zh_tok.encode("\n".join(zh_text)), "valid": zh_tok.encode("\n".join(zh["valid"][0]))}
 zh_config = dataclasses.replace(ZH_MODEL, vocab_size=zh_tok.vocab_size)
-manual_seed(run.seed)
-zh_gpt = GPT(zh_config)
+zh_gpt = gpt_with(zh_config, None, run.seed)
 zh_history = fit_lm(zh_gpt, zh_ids, ZH_PRETRAIN, "10.6 classics")
 zh_state = zh_gpt.state_dict()
 zh_task = {"X": {s: encode_split(texts, zh_tok, zh_config.block_size) for s, (texts, _) in zh.items()},
-           "y": {s: labels for s, (_, labels) in zh.items()}, "positive": None}
+           "y": {s: labels for s, (_, labels) in zh.items()}, "positive": None,
+           "classes": 3, "config": zh_config, "pretrained": zh_state}
+unk_rate = np.mean(np.concatenate([x[x >= 0] for x in zh_task["X"].values()]) == zh_tok.unk_id)
+print(f"10.6 the pretraining text: {sum(map(len, zh_text)):,} characters, {len(chars):,} distinct; the "
+      f"{zh_tok.vocab_size - 1:,} seen at least {ZH_MIN_COUNT} times are kept, the rest read as <unk> "
+      f"({unk_rate:.1%} of the labelled poems' characters)")
 boc = BagOfWords(unit="char", binary=True).fit(zh["train"][0])
 boc_X = {split: boc.transform(texts) for split, (texts, _) in zh.items()}
 chinese = {name: [] for name in ("bag of characters", "from scratch", "full fine-tuning", "LoRA")}
@@ -495,16 +543,8 @@ for seed in (run.seed + s for s in SEEDS):
                               rng=np.random.default_rng(seed))
     chinese["bag of characters"].append(task_scores(zh_task, model.predict(boc_X["test"])))
     for name in ("from scratch", "full fine-tuning", "LoRA"):
-        manual_seed(seed)
-        body = GPT(zh_config)
-        if name != "from scratch":
-            body.load_state_dict(zh_state)
-        clf = SequenceClassifier(body, 3)
-        if name == "LoRA":
-            apply_lora(clf, r=LORA_R, alpha=2 * LORA_R, targets=LORA_ON, rng=np.random.default_rng(seed))
-            clf.score.requires_grad_(True)
-        lr = LR["LoRA" if name == "LoRA" else name]
-        chinese[name].append(fine_tune(clf, zh_task, lr, seed, f"10.6 seed {seed} {name}", epochs=ZH_EPOCHS,
+        clf = make(name, zh_task, seed, r=LORA_R, targets=LORA_ON)
+        chinese[name].append(fine_tune(clf, zh_task, LR[name], seed, f"10.6 seed {seed} {name}", epochs=ZH_EPOCHS,
                                        batch_size=16, patience=3))
 zh_summary = {name: {key: float(np.mean([r[key] for r in rs])) for key in ("accuracy", "macro_f1")}
               for name, rs in chinese.items()}
