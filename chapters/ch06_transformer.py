@@ -18,7 +18,7 @@ layer normalisation, and you have the decoder of GPT (scratchlm/models/gpt.py):
     6.8  a GPT on names (makemore's data), with its baselines
     6.9  the learning curves against the baselines, in bits per character  -> ch06_loss.png
 
-Run:      python chapters/ch06_transformer.py [--quick]   (full run: about 8 minutes on 2 cores)
+Run:      python chapters/ch06_transformer.py [--quick]   (full run: 11.8 minutes on 2 idle cores)
 Figures:  figures/ch06_loss.png, figures/ch06_attention.png; numbers and samples in
           figures/ch06_results.json. The trained baby GPT is saved for Chapter 7 in
           checkpoints/ch06_baby_gpt.npz (with --quick: in the output folder).

@@ -13,7 +13,7 @@ compares the standard strategies (scratchlm/generate.py):
     7.6  beam search: the most likely continuations, and why they read badly
     7.7  the KV cache: identical tokens, and the cost per token against length  -> ch07_kv_cache.png
 
-Run:      python chapters/ch07_decoding.py [--quick]   (full run: a few minutes on 2 cores)
+Run:      python chapters/ch07_decoding.py [--quick]   (full run: 2.5 minutes on 2 idle cores, after Chapter 6)
           It decodes the model chapters/ch06_transformer.py saved (checkpoints/ch06_baby_gpt.npz),
           running Chapter 6 first when that file is missing.
 Figures:  figures/ch07_tradeoff.png, figures/ch07_kv_cache.png; numbers and texts in

@@ -28,7 +28,7 @@ spans of text that were cut out of its input (span corruption). This script show
     9.5  GPT-2-style against the modern decoder (RMSNorm, RoPE, SwiGLU) on Chapter 6's
          tinyshakespeare recipe, in 1000 steps instead of 2000                -> ch09_modern.png
 
-Run:      python chapters/ch09_pretrained_transformers.py [--quick]   (full run: about 12 minutes on 2 cores)
+Run:      python chapters/ch09_pretrained_transformers.py [--quick]   (full run: 9.9 minutes on 2 idle cores)
 Figures:  figures/ch09_masks.png, ch09_context.png, ch09_seq2seq.png, ch09_modern.png; numbers in
           figures/ch09_results.json
 Library:  scratchlm/models/bert.py, scratchlm/models/t5.py, scratchlm/models/gpt.py,
