@@ -67,11 +67,6 @@ class Optimizer:
         if len({id(p) for p in all_params}) != len(all_params):
             raise ValueError("a parameter appears more than once in the optimiser's groups")
         self.state: list[dict[str, np.ndarray]] = [{} for _ in all_params]  # in group order
-        # One scratch array as large as the largest parameter of each dtype, viewed per step.
-        sizes: dict[np.dtype, int] = {}
-        for p in all_params:
-            sizes[p.data.dtype] = max(sizes.get(p.data.dtype, 0), p.data.size)
-        self._scratch = {dtype: np.empty(size, dtype) for dtype, size in sizes.items()}
 
     def _check_hyperparameters(self, group: dict) -> None:
         for key in ("lr", "initial_lr", "weight_decay", "momentum", "eps"):
@@ -82,15 +77,14 @@ class Optimizer:
                 raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {group['betas']}")
 
     def _params_with_state(self):
-        """(group, parameter, its state dict, a scratch view shaped like it) for parameters with grads."""
+        """(group, parameter, its state dict) for parameters with grads."""
         i = 0
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
                     if not p.grad.flags.c_contiguous:  # e.g. the gradient of a transposed weight: one
                         p.grad = np.ascontiguousarray(p.grad)  # copy beats every pass striding across p
-                    scratch = self._scratch[p.data.dtype][:p.data.size].reshape(p.data.shape)
-                    yield group, p, self.state[i], scratch
+                    yield group, p, self.state[i]
                 i += 1
 
     def set_lr(self, lr: float) -> None:
@@ -169,9 +163,15 @@ class SGD(Optimizer):
     def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0.0,
                  weight_decay: float = 0.0) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+        # One scratch array as large as the largest parameter of each dtype, viewed per step.
+        sizes: dict[np.dtype, int] = {}
+        for p in (p for g in self.param_groups for p in g["params"]):
+            sizes[p.data.dtype] = max(sizes.get(p.data.dtype, 0), p.data.size)
+        self._scratch = {dtype: np.empty(size, dtype) for dtype, size in sizes.items()}
 
     def step(self) -> None:
-        for group, p, state, scratch in self._params_with_state():
+        for group, p, state in self._params_with_state():
+            scratch = self._scratch[p.data.dtype][:p.data.size].reshape(p.data.shape)
             lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
             g = p.grad
             if wd != 0.0:  # L2 penalty: g + wd p
@@ -196,7 +196,7 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
 
     def step(self) -> None:
-        for group, p, state, _ in self._params_with_state():
+        for group, p, state in self._params_with_state():
             lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
             if not state:
                 state["step"] = np.array(0, dtype=np.int64)
