@@ -11,7 +11,6 @@ Called from inside @njit code only (from Python, call NumPy):
     row_max(row)            max_j row_j
     row_sum(row)            sum_j row_j
     row_dot(a, b)           sum_j a_j b_j
-    row_sum_exp(row, m)     sum_j e^(row_j - m)
     row_exp_into(row, m, out)   out_j = e^(row_j - m), returning sum_j out_j
     row_sum64(a)            sum_j a_j, accumulated in float64 (the norms' short rows of float32)
     row_sq_dev64(a, mu)     sum_j (a_j - mu)^2 in float64
@@ -303,27 +302,6 @@ def row_exp_into(row, m, out):
     for j in range(row.shape[0]):
         out[j] = exp(row[j] - m)
     return row_sum(out)
-
-
-@njit(cache=True, inline="always")
-def row_sum_exp(row, m):
-    """sum_j e^(row_j - m), accumulated in the row's dtype (in the partial sums of row_sum)."""
-    n, z = row.shape[0], row.dtype.type(0.0)
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = z
-    full = n - n % 8
-    for j in range(0, full, 8):
-        s0 += exp(row[j] - m)
-        s1 += exp(row[j + 1] - m)
-        s2 += exp(row[j + 2] - m)
-        s3 += exp(row[j + 3] - m)
-        s4 += exp(row[j + 4] - m)
-        s5 += exp(row[j + 5] - m)
-        s6 += exp(row[j + 6] - m)
-        s7 += exp(row[j + 7] - m)
-    s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-    for j in range(full, n):
-        s += exp(row[j] - m)
-    return s
 
 
 # The norms' statistics (LayerNorm, RMSNorm) sum a short row (the model width) in float64, in the same 8
