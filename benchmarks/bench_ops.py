@@ -1,13 +1,17 @@
 """Every op of a training step, scratchlm beside the equivalent PyTorch op: the map of where a step's
-time goes (Chapters 6 and 9's models).
+time goes (Chapters 6, 8, 9 and 10's models).
 
-    python benchmarks/bench_ops.py [--threads 1] [--models gpt,bert,t5] [--seconds 0.2] [--parallel-min-size N]
+    python benchmarks/bench_ops.py [--threads 1] [--models gpt,bert,t5,lstm,lora] [--seconds 0.2]
+                                   [--parallel-min-size N]
 
 Each row is one op at the shape it has in a training step -- the baby GPT of bench_gpt.py (batch
-12 x 64 tokens, n_embd 128, 4 heads, vocab 65), and the ops BERT and T5 add in bench_transformer.py
-(vocab 10,000, batch 16, padded rows, bidirectional and cross-attention) -- forward and backward
-timed separately, scratchlm's call and PyTorch's taking turns call by call (median of each). Beside
-the times:
+12 x 64 tokens, n_embd 128, 4 heads, vocab 65), the ops BERT and T5 add in bench_transformer.py
+(vocab 10,000, batch 16, padded rows, bidirectional and cross-attention), Chapter 8's LSTM LM
+(Zaremba's small configuration of bench_rnn.py: vocab 10,000, 2 layers of 200, batch 20 x 20
+steps) and Chapter 10's LoRA linears (its 2-block, 128-wide GPT fine-tuned on batches of 32
+messages of 64 tokens: rank 4 on the q and v rows of c_attn, and rank 16 on every linear of a
+block, the largest rank the chapter tries) -- forward and backward timed separately, scratchlm's
+call and PyTorch's taking turns call by call (median of each). Beside the times:
 
     pointwise ops (norms, GELU, softmax, cross-entropy, AdamW, ...): the achieved GB/s, counting
         each array the op must read or write once, against np.copyto's GB/s over as many bytes
@@ -16,14 +20,25 @@ the times:
         NumPy's large float32 GEMM (1024^3).
 
 scratchlm's rows call what a training step calls (scratchlm.autograd.functional, the attention op of
-models/attention.py, the optimiser); a backward row runs the op's backward closure on a fixed output
-gradient. PyTorch's rows call the op (torch.nn.functional; torch.bmm on contiguous copies for the
-attention's batched products, which scratchlm multiplies as strided views of the packed q, k, v) and,
-for a backward, the aten function autograd would call (e.g. native_layer_norm_backward), or autograd
-itself where the op is several aten calls (cross-entropy, attention). The attention
-softmax's PyTorch twin is torch.softmax of already masked and scaled scores (less work than
-scratchlm's kernel, which masks and scales). `ops(...)` builds the rows; tests/test_bench_ops.py
-checks that both sides of each row compute the same numbers.
+models/attention.py, the optimiser, the LSTM layer and its kernels, the LoRA layer); a backward row
+runs the op's backward on a fixed output gradient: its closure, or for an op made of several Tensor
+ops (the LSTM layer, LoRA) the walk loss.backward() makes over its graph. PyTorch's rows call the op
+(torch.nn.functional; torch.bmm on contiguous copies for the attention's batched products, which
+scratchlm multiplies as strided views of the packed q, k, v) and, for a backward, the aten function
+autograd would call (e.g. native_layer_norm_backward), or autograd itself where the op is several
+aten calls (cross-entropy, attention). The attention softmax's PyTorch twin is torch.softmax of
+already masked and scaled scores (less work than scratchlm's kernel, which masks and scales).
+
+The LSTM's rows: the whole layer as the step runs it (models/rnn.py's LSTM: one input projection for
+the window, then the fused time loop from a carried state) beside torch.nn.LSTM, which on a CPU runs
+oneDNN's fused LSTM layer (PyTorch's CPU wheels are built with it); then the layer's parts, at one
+step's shapes where the loop runs them T times per layer: the recurrent products (NumPy's matmul as
+the loop calls it, beside torch's linear and mm) and the gate kernels of models/rnn_kernels.py,
+whose PyTorch twin is the gate math of aten's own CPU cell (torch.lstm_cell) op by op -- sigmoid,
+tanh, products -- and for the backward autograd over those ops. LoRA's rows: peft.LoRALinear's
+forward, and a whole backward pass through its graph (W frozen: dX, dA, dB), beside the same
+composition in PyTorch under autograd. `ops(...)` builds the rows; tests/test_bench_ops.py checks
+that both sides of each row compute the same numbers.
 """
 
 from __future__ import annotations
@@ -58,7 +73,7 @@ from scratchlm.models import attention_kernels  # noqa: E402
 from scratchlm.optim import clip_grad_norm  # noqa: E402
 
 F32 = np.float32
-MODELS = ("gpt", "bert", "t5")
+MODELS = ("gpt", "bert", "t5", "lstm", "lora")
 
 
 class Op:
@@ -86,33 +101,48 @@ def _backward(out: Tensor, g: np.ndarray, *inputs: Tensor):
     return run
 
 
+def _graph_backward(out: Tensor, g: np.ndarray, *leaves: Tensor):
+    """A whole backward pass from out through every node of its graph (what loss.backward() runs) on g
+    into fresh .grad arrays; returns the leaves' gradients. For an op made of several Tensor ops."""
+    def run():
+        for t in leaves:
+            t.grad = None
+        out.backward(g)
+        return [t.grad for t in leaves]
+    return run
+
+
 def _pair(model, name, shape, kind, forward_work, backward_work, ours_fwd, ours_out, g, ours_inputs,
-          theirs_fwd=None, theirs_bwd=None, rtol=1e-4):
+          theirs_fwd=None, theirs_bwd=None, rtol=1e-4, backward=_backward):
     """The forward and backward rows of a Tensor op: ours_out is one output made by ours_fwd, whose
-    backward is timed on gradient g."""
+    backward (`backward`: the node's closure, or _graph_backward) is timed on gradient g."""
     rows = [Op(model, name, shape, kind, forward_work, ours_fwd, theirs_fwd, rtol)]
-    rows.append(Op(model, name + " backward", shape, kind, backward_work, _backward(ours_out, g, *ours_inputs),
+    rows.append(Op(model, name + " backward", shape, kind, backward_work, backward(ours_out, g, *ours_inputs),
                    theirs_bwd, rtol))
     return rows
 
 
 # ---- the rows ---------------------------------------------------------------------------------
 
-def _linear(model, name, N, n_in, n_out, rng, x_rows=None):
-    """y = x W^T (no bias: the benchmarked models have none); backward dX = G W, dW = G^T X."""
+def _linear(model, name, N, n_in, n_out, rng, x_rows=None, bias: bool = False):
+    """y = x W^T (+ b: the Transformers have no bias, the LSTM LM has); backward dX = G W, dW = G^T X
+    (db = the column sums of G)."""
     X = rng.standard_normal((N, n_in)).astype(F32) if x_rows is None else x_rows
     W = (rng.standard_normal((n_out, n_in)) * 0.02).astype(F32)
     G = rng.standard_normal((N, n_out)).astype(F32)
     x, w = Tensor(X, requires_grad=True), Tensor(W, requires_grad=True)
-    y = F.linear(x, w)
+    b = Tensor(rng.standard_normal(n_out).astype(F32), requires_grad=True) if bias else None
+    inputs = (x, w) + ((b,) if bias else ())
+    y = F.linear(x, w, b)
     flops = 2 * N * n_in * n_out
-    shape = f"({N}, {n_in}) x ({n_out}, {n_in})^T"
+    shape = f"({N}, {n_in}) x ({n_out}, {n_in})^T" + (" + b" if bias else "")
     theirs_fwd = theirs_bwd = None
     if torch is not None:
         tX, tW, tG = _t(X), _t(W), _t(G)
-        theirs_fwd = lambda: TF.linear(tX, tW)                      # noqa: E731
-        theirs_bwd = lambda: (tG @ tW, tG.T @ tX)                    # noqa: E731  what autograd computes
-    return _pair(model, name, shape, "GFLOP/s", flops, 2 * flops, lambda: F.linear(x, w).data, y, G, (x, w),
+        tb = _t(b.data) if bias else None
+        theirs_fwd = lambda: TF.linear(tX, tW, tb)                  # noqa: E731
+        theirs_bwd = lambda: (tG @ tW, tG.T @ tX) + ((tG.sum(0),) if bias else ())  # noqa: E731  autograd's
+    return _pair(model, name, shape, "GFLOP/s", flops, 2 * flops, lambda: F.linear(x, w, b).data, y, G, inputs,
                  theirs_fwd, theirs_bwd, rtol=1e-3)
 
 
@@ -322,6 +352,124 @@ def _optimiser(model_name, model, rng):
             Op(model_name, "AdamW step", shape, "GB/s", 7 * 4 * n, ours_adam, theirs_adam, rtol=1e-4)]
 
 
+def _lstm_layer(model, B, T, E, H, rng):
+    """One LSTM layer of the LM as its training step runs it (project every step's input, then the
+    fused time loop, from a carried state), forward and backward beside torch.nn.LSTM; then its parts
+    at one step's shapes: the recurrent products and the gate kernels."""
+    from scratchlm.models import rnn_kernels
+    from scratchlm.models.rnn import LSTM
+
+    G4 = 4 * H
+    layer = LSTM(E, H, 1)
+    X = rng.standard_normal((B, T, E)).astype(F32)
+    state = [(0.5 * rng.standard_normal((1, B, H))).astype(F32) for _ in range(2)]      # carried from a window
+    G = rng.standard_normal((B, T, H)).astype(F32)
+    x = Tensor(X, requires_grad=True)
+    y = layer(x, state)[0]
+    params = layer.parameters()                           # weight_ih, weight_hh, bias_ih, bias_hh: torch's order
+    theirs_fwd = theirs_bwd = None
+    if torch is not None:
+        tlayer = torch.nn.LSTM(E, H, 1, batch_first=True)
+        with torch.no_grad():
+            for t, p in zip(tlayer.parameters(), params):
+                t.copy_(torch.from_numpy(p.data))
+        tX, tG = _t(X, grad=True), _t(G)
+        tstate = tuple(_t(s) for s in state)
+        ty = tlayer(tX, tstate)[0]
+        theirs_fwd = lambda: tlayer(tX, tstate)[0]                                       # noqa: E731
+        theirs_bwd = lambda: torch.autograd.grad(ty, (tX, *tlayer.parameters()), tG, retain_graph=True)  # noqa: E731
+    flops = 2 * B * T * (E + H) * G4                      # x W_ih^T over the window, h W_hh^T at every step
+    rows = _pair(model, "LSTM layer (project + time loop)", f"batch {B}, T {T}, {E} -> {H}", "GFLOP/s", flops,
+                 2 * flops, lambda: layer(x, state)[0].data, y, G, (x, *params), theirs_fwd, theirs_bwd,
+                 rtol=1e-3, backward=_graph_backward)
+
+    # one step's arrays, as the time loop holds them (rnn._recurrence)
+    W = layer.weight_hh_l0.data
+    Wt = np.ascontiguousarray(W.T)
+    h, c_prev = (rng.standard_normal((B, H)).astype(F32) for _ in range(2))
+    xp = rng.standard_normal((B, G4)).astype(F32)
+    hh = h @ Wt
+    gates, c, tanh_c, h_new = np.empty((B, G4), F32), *(np.empty((B, H), F32) for _ in range(3))
+    dh_out, dh_next, dc_out, dc_next = (rng.standard_normal((B, H)).astype(F32) for _ in range(4))
+    dgates, dc_prev, dh_prev = np.empty((B, G4), F32), np.empty((B, H), F32), np.empty((B, H), F32)
+    rnn_kernels.lstm_cell_forward(xp, hh, c_prev, gates, c, tanh_c, h_new)
+    rnn_kernels.lstm_cell_backward(gates, c_prev, tanh_c, dh_out, dh_next, dc_out, dc_next, dgates, dc_prev)
+    Da = rng.standard_normal((T * B, G4)).astype(F32)     # the window's da_t and h_{t-1}, for dW_hh
+    Hs = rng.standard_normal((T * B, H)).astype(F32)
+    th = {}
+    if torch is not None:
+        th = {k: _t(a) for k, a in dict(W=W, h=h, dgates=dgates, Da=Da, Hs=Hs, xp=xp, hh=hh, c_prev=c_prev,
+                                         dh_out=dh_out, dh_next=dh_next, dc_out=dc_out, dc_next=dc_next).items()}
+
+        def torch_cell(a, cp):                # the gate math of aten's CPU LSTM cell, op by op
+            i, f, g, o = a.chunk(4, 1)
+            i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+            c = f * cp + i * g
+            tc = c.tanh()
+            return i, f, g, o, c, tc, o * tc
+
+        ta, tcp = _t(xp + hh, grad=True), _t(c_prev, grad=True)
+        *_, tc_out, _, th_out = torch_cell(ta, tcp)
+    step = f"({B}, {H}) x ({G4}, {H})^T"
+    rows += [Op(model, "LSTM step: recurrent product h W_hh^T", step, "GFLOP/s", 2 * B * H * G4,
+                lambda: np.matmul(h, Wt, out=hh), (lambda: TF.linear(th["h"], th["W"])) if th else None, rtol=1e-3),
+             Op(model, "LSTM step backward: dh_{t-1} = da_t W_hh", f"({B}, {G4}) x ({G4}, {H})", "GFLOP/s",
+                2 * B * H * G4, lambda: np.matmul(dgates, W, out=dh_prev),
+                (lambda: th["dgates"] @ th["W"]) if th else None, rtol=1e-3),
+             Op(model, "LSTM backward: dW_hh = sum_t da_t^T h_{t-1}", f"({T * B}, {G4})^T x ({T * B}, {H})",
+                "GFLOP/s", 2 * T * B * G4 * H, lambda: Da.T @ Hs, (lambda: th["Da"].T @ th["Hs"]) if th else None,
+                rtol=1e-3)]
+    # the gate kernels: every array read or written once
+    fwd_bytes = (2 * G4 + H + G4 + 3 * H) * B * 4         # xp, hh, c_prev in; gates, c, tanh(c), h out
+    bwd_bytes = (G4 + 6 * H + G4 + H) * B * 4             # gates, c_prev, tanh(c), 4 gradients in; dgates, dc out
+    forward_outputs = [*np.split(gates, 4, axis=1), c, tanh_c, h_new]      # i, f, g, o: views of gates
+    rows += [Op(model, "LSTM step: gates, lstm_cell_forward", f"({B}, {G4}) -> 4 x ({B}, {H})", "GB/s",
+                fwd_bytes, lambda: _call(rnn_kernels.lstm_cell_forward, xp, hh, c_prev, gates, c, tanh_c,
+                                         h_new, result=forward_outputs),
+                (lambda: torch_cell(th["xp"] + th["hh"], th["c_prev"])) if th else None),
+             Op(model, "LSTM step backward: gates, lstm_cell_backward", f"7 x ({B}, {H}) -> ({B}, {G4})",
+                "GB/s", bwd_bytes, lambda: _call(rnn_kernels.lstm_cell_backward, gates, c_prev, tanh_c, dh_out,
+                                                 dh_next, dc_out, dc_next, dgates, dc_prev, result=[dgates, dc_prev]),
+                (lambda: torch.autograd.grad((th_out, tc_out), (ta, tcp), (th["dh_out"] + th["dh_next"],
+                                                                          th["dc_out"] + th["dc_next"]),
+                                             retain_graph=True)) if th else None)]
+    return rows
+
+
+def _lora(model, name, N, n_in, n_out, r, rng, rows=None):
+    """A frozen Linear with LoRA's update, y = x W^T + s (x A^T) B^T (peft.LoRALinear, alpha = 2r as
+    Chapter 10), forward and backward (dX, dA, dB; W is frozen) beside the same composition in
+    PyTorch. `rows`: the blocks of output rows B adapts (None: all)."""
+    from scratchlm.nn import Linear
+    from scratchlm.peft import LoRALinear
+
+    layer = LoRALinear(Linear(n_in, n_out, bias=False, rng=rng), r, 2 * r, rows, rng=rng)
+    layer.lora_B.data[...] = rng.standard_normal(layer.lora_B.shape) * 0.02   # trained away from B = 0
+    X = rng.standard_normal((N, n_in)).astype(F32)
+    G = rng.standard_normal((N, n_out)).astype(F32)
+    x = Tensor(X, requires_grad=True)
+    y = layer(x)
+    theirs_fwd = theirs_bwd = None
+    if torch is not None:
+        tX, tW, tG = _t(X, grad=True), _t(layer.weight.data), _t(G)
+        tA, tB = _t(layer.lora_A.data, grad=True), _t(layer.lora_B.data, grad=True)
+        adapted = None if rows is None else torch.cat([torch.arange(start, stop) for start, stop in rows])
+
+        def theirs_fwd():
+            B_full = tB if rows is None else torch.zeros(n_out, r).index_copy(0, adapted, tB)
+            return TF.linear(tX, tW) + TF.linear(TF.linear(tX, tA) * layer.scaling, B_full)
+        ty = theirs_fwd()
+        theirs_bwd = lambda: torch.autograd.grad(ty, (tX, tA, tB), tG, retain_graph=True)  # noqa: E731
+    # products: x W^T, x A^T, h B^T; backward G W, G B, dh A, dh^T x, G^T h (B over all n_out rows)
+    forward_flops = 2 * N * (n_in * n_out + n_in * r + r * n_out)
+    backward_flops = 2 * N * (n_out * n_in + 2 * n_out * r + 2 * r * n_in)
+    where = "" if rows is None else " (q, v rows)"
+    return _pair(model, f"LoRA linear {name}{where}, r={r}", f"({N}, {n_in}) x ({n_out}, {n_in})^T",
+                 "GFLOP/s", forward_flops, backward_flops, lambda: layer(x).data, y, G, (x, layer.lora_A,
+                                                                                       layer.lora_B),
+                 theirs_fwd, theirs_bwd, rtol=1e-3, backward=_graph_backward)
+
+
 def ops(models=MODELS, seed: int = 0) -> list[Op]:
     """Every row of the table for `models` (a subset of MODELS), with random inputs from `seed`."""
     from scratchlm.models.bert import BERT, BERTConfig
@@ -366,6 +514,19 @@ def ops(models=MODELS, seed: int = 0) -> list[Op]:
         rows += _linear("t5", "linear cross_attn.c_kv", B * S, C, 2 * C, rng)
         rows += _linear("t5", "linear head (tied)", B * T, C, V, rng)
         rows += _cross_entropy("t5", "cross_entropy + backward", B * T, V, rng)
+    if "lstm" in models:            # Chapter 8: Zaremba's small LSTM on PTB, batch 20 x 20 steps, 2 x 200
+        B, T, E, H, V = 20, 20, 200, 200, 10_000
+        rows += _embedding("lstm", "embedding wte", B, T, V, E, rng)
+        rows += _linear("lstm", "linear rnn.weight_ih + biases (project)", B * T, E, 4 * H, rng, bias=True)
+        rows += _lstm_layer("lstm", B, T, E, H, rng)
+        rows += _linear("lstm", "linear head", B * T, H, V, rng, bias=True)
+        rows += _cross_entropy("lstm", "cross_entropy + backward", B * T, V, rng)
+    if "lora" in models:            # Chapter 10: the 2 x 128 GPT fine-tuned on 32 messages of 64 tokens
+        N, C = 32 * 64, 128
+        rows += _lora("lora", "attn.c_attn", N, C, 3 * C, 4, rng, rows=((0, C), (2 * C, 3 * C)))
+        for name, n_in, n_out in (("attn.c_attn", C, 3 * C), ("attn.c_proj", C, C), ("mlp.c_fc", C, 4 * C),
+                                  ("mlp.c_proj", 4 * C, C)):
+            rows += _lora("lora", name, N, n_in, n_out, 16, rng)
     return rows
 
 

@@ -18,7 +18,7 @@ def _arrays(result) -> list:
     return [np.asarray(r.detach().numpy() if isinstance(r, torch.Tensor) else r, dtype=np.float64) for r in items]
 
 
-@pytest.mark.parametrize("model", ["gpt", "bert", "t5"])
+@pytest.mark.parametrize("model", ["gpt", "bert", "t5", "lstm", "lora"])
 def test_every_row_computes_what_its_pytorch_twin_computes(model):
     bench = load_benchmark("bench_ops")
     rows = bench.ops((model,))
