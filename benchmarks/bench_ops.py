@@ -19,6 +19,11 @@ call and PyTorch's taking turns call by call (median of each). Beside the times:
     products (linear layers, the attention's batched products): the achieved GFLOP/s against
         NumPy's large float32 GEMM (1024^3).
 
+The last lines sum up: which pointwise ops stay below half of their copy bandwidth, each with the
+best it could do if it were nothing but its exponentials (e^x alone over as many numbers, timed
+here: an op that must evaluate that many exps cannot beat it), and how the attention's batched
+products compare with torch.bmm.
+
 scratchlm's rows call what a training step calls (scratchlm.autograd.functional, the attention op of
 models/attention.py, the optimiser, the LSTM layer and its kernels, the LoRA layer); a backward row
 runs the op's backward on a fixed output gradient: its closure, or for an op made of several Tensor
@@ -58,6 +63,7 @@ import math  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+from numba import njit  # noqa: E402
 
 try:
     import torch
@@ -66,6 +72,7 @@ except ImportError:  # the table still times scratchlm alone
     torch = None
 
 import scratchlm.autograd.functional as F  # noqa: E402
+from scratchlm import numerics  # noqa: E402
 from scratchlm.autograd import Tensor  # noqa: E402
 from scratchlm.autograd import kernels as autograd_kernels  # noqa: E402
 from scratchlm.models import attention  # noqa: E402
@@ -78,12 +85,14 @@ MODELS = ("gpt", "bert", "t5", "lstm", "lora")
 
 class Op:
     """One row: `ours()` and `theirs()` compute the same thing (their results, arrays or tensors, are
-    what the test compares); `work` is bytes moved (kind "GB/s") or flops (kind "GFLOP/s")."""
+    what the test compares); `work` is bytes moved (kind "GB/s") or flops (kind "GFLOP/s"); `exps`,
+    how many e^x the op must evaluate (softmaxes, cross-entropy, GELU, the LSTM's gates), which bounds
+    how close to the copy bandwidth it can come (`exp_floor_seconds`)."""
 
     def __init__(self, model: str, name: str, shape: str, kind: str, work: float, ours: Callable,
-                 theirs: Callable | None = None, rtol: float = 1e-4):
+                 theirs: Callable | None = None, rtol: float = 1e-4, exps: int = 0):
         self.model, self.name, self.shape, self.kind, self.work = model, name, shape, kind, work
-        self.ours, self.theirs, self.rtol = ours, theirs, rtol
+        self.ours, self.theirs, self.rtol, self.exps = ours, theirs, rtol, exps
 
 
 def _t(a, grad: bool = False):
@@ -113,10 +122,11 @@ def _graph_backward(out: Tensor, g: np.ndarray, *leaves: Tensor):
 
 
 def _pair(model, name, shape, kind, forward_work, backward_work, ours_fwd, ours_out, g, ours_inputs,
-          theirs_fwd=None, theirs_bwd=None, rtol=1e-4, backward=_backward):
+          theirs_fwd=None, theirs_bwd=None, rtol=1e-4, backward=_backward, exps=0):
     """The forward and backward rows of a Tensor op: ours_out is one output made by ours_fwd, whose
-    backward (`backward`: the node's closure, or _graph_backward) is timed on gradient g."""
-    rows = [Op(model, name, shape, kind, forward_work, ours_fwd, theirs_fwd, rtol)]
+    backward (`backward`: the node's closure, or _graph_backward) is timed on gradient g; `exps` are
+    the forward's (every backward here reuses what its forward computed)."""
+    rows = [Op(model, name, shape, kind, forward_work, ours_fwd, theirs_fwd, rtol, exps)]
     rows.append(Op(model, name + " backward", shape, kind, backward_work, backward(ours_out, g, *ours_inputs),
                    theirs_bwd, rtol))
     return rows
@@ -174,7 +184,7 @@ def _gelu(model, name, N, H, rng):
         theirs_fwd = lambda: TF.gelu(tX, approximate="tanh")        # noqa: E731
         theirs_bwd = lambda: torch.ops.aten.gelu_backward(tG, tX, approximate="tanh")  # noqa: E731
     return _pair(model, name, f"({N}, {H})", "GB/s", 2 * X.nbytes, 3 * X.nbytes,
-                 lambda: F.gelu(x, "tanh").data, y, G, (x,), theirs_fwd, theirs_bwd)
+                 lambda: F.gelu(x, "tanh").data, y, G, (x,), theirs_fwd, theirs_bwd, exps=X.size)
 
 
 def _residual_add(model, N, C, rng):
@@ -220,7 +230,7 @@ def _cross_entropy(model, name, N, V, rng, kept: float = 1.0):
         def theirs():
             return torch.autograd.grad(TF.cross_entropy(tX, tt, ignore_index=-1), tX)[0]
     return [Op(model, name, f"({N}, {V})" + (f", {kept:.0%} kept" if kept < 1 else ""), "GB/s", 2 * X.nbytes,
-               ours, theirs)]
+               ours, theirs, exps=X.size)]
 
 
 def _attention(model, name, B, nh, Tq, Tk, hs, causal, lengths, rng, cross: bool = False):
@@ -302,7 +312,7 @@ def _attention(model, name, B, nh, Tq, Tk, hs, causal, lengths, rng, cross: bool
     rows.append(Op(model, f"{kind} attention softmax{pad}", f"{N} x ({Tq}, {Tk})", "GB/s", 2 * P.nbytes,
                    lambda: _call(attention_kernels.attention_softmax_forward, scores.reshape(N, Tq, Tk), scale,
                                  causal, key_lengths, out.reshape(N, Tq, Tk), result=out),
-                   (lambda: torch.softmax(tz, -1)) if torch is not None else None))
+                   (lambda: torch.softmax(tz, -1)) if torch is not None else None, exps=int(mask.sum())))
     dout = np.empty_like(P)
     rows.append(Op(model, f"{kind} attention softmax{pad} backward", f"{N} x ({Tq}, {Tk})", "GB/s", 3 * P.nbytes,
                    lambda: _call(attention_kernels.attention_softmax_backward, P.reshape(N, Tq, Tk),
@@ -426,7 +436,8 @@ def _lstm_layer(model, B, T, E, H, rng):
     rows += [Op(model, "LSTM step: gates, lstm_cell_forward", f"({B}, {G4}) -> 4 x ({B}, {H})", "GB/s",
                 fwd_bytes, lambda: _call(rnn_kernels.lstm_cell_forward, xp, hh, c_prev, gates, c, tanh_c,
                                          h_new, result=forward_outputs),
-                (lambda: torch_cell(th["xp"] + th["hh"], th["c_prev"])) if th else None),
+                (lambda: torch_cell(th["xp"] + th["hh"], th["c_prev"])) if th else None,
+                exps=5 * B * H),                                  # 3 sigmoids, 2 tanh: an exp each
              Op(model, "LSTM step backward: gates, lstm_cell_backward", f"7 x ({B}, {H}) -> ({B}, {G4})",
                 "GB/s", bwd_bytes, lambda: _call(rnn_kernels.lstm_cell_backward, gates, c_prev, tanh_c, dh_out,
                                                  dh_next, dc_out, dc_next, dgates, dc_prev, result=[dgates, dc_prev]),
@@ -552,6 +563,21 @@ def _repeats(fn, seconds: float) -> int:
     return int(min(500, max(3, seconds / max(time.perf_counter() - t0, 1e-7))))
 
 
+@njit(cache=True, error_model="numpy")
+def _exps(x, out):
+    for i in range(x.shape[0]):
+        out[i] = numerics.exp(x[i])
+
+
+def exp_floor_seconds(n: int, seconds: float) -> float:
+    """Seconds for e^x alone over n float32 numbers <= 0 (numerics.exp, the kernels' own, read from one
+    array and written to another): the least time any op that evaluates n exps can take. Over an
+    op's bytes it gives the fraction of the copy bandwidth that op can reach at best."""
+    x = -np.abs(np.random.default_rng(0).standard_normal(n)).astype(F32)
+    out = np.empty_like(x)
+    return median_step_seconds({"exp": lambda i: _exps(x, out)}, _repeats(lambda: _exps(x, out), seconds))["exp"]
+
+
 def time_op(op: Op, seconds: float) -> dict:
     """{"scratchlm": s, "torch": s or None}: median seconds per call, the two taking turns."""
     steps = {"scratchlm": lambda i: op.ours()}
@@ -601,10 +627,13 @@ def main() -> None:
         print(f"{op.model:<5} {op.name:<50} {op.shape:<34} {ours * 1e6:9.1f} {cols} {rate:7.1f} {their_rate} "
               f"{ceiling:5.0f} {unit:<4} {100 * rate / ceiling:5.0f}%")
         if op.kind == "GB/s" and rate < 0.5 * ceiling:
-            slow_pointwise.append(f"{op.model} {op.name} ({100 * rate / ceiling:.0f}%)")
+            floor = (f"; e^x alone {100 * op.work / exp_floor_seconds(op.exps, args.seconds) / 1e9 / ceiling:.0f}%"
+                     if op.exps else "")
+            slow_pointwise.append(f"{op.model} {op.name} ({100 * rate / ceiling:.0f}%{floor})")
         if " attention " in op.name and " = " in op.name and theirs:
             products.append((ours / theirs, f"{op.model} {op.name}"))
-    print(f"pointwise ops below 50% of the copy bandwidth: {', '.join(slow_pointwise) or 'none'}")
+    print(f"pointwise ops below 50% of the copy bandwidth (in brackets: the op's own, and that of e^x alone over as "
+          f"many numbers as the op takes exps, over the op's bytes): {', '.join(slow_pointwise) or 'none'}")
     if products:
         worst = max(products)
         print(f"attention batched products, scratchlm / torch.bmm: worst {worst[0]:.2f} ({worst[1]}), "

@@ -44,5 +44,6 @@ def test_the_script_prints_the_machine_and_a_row_per_op():
     for line, name in zip(rows, names):
         assert name in line
         assert line.rstrip().endswith("%")                                  # a number for every column
-    assert any(line.startswith("pointwise ops below 50% of the copy bandwidth: ") for line in lines)
+    slow = [line for line in lines if line.startswith("pointwise ops below 50% of the copy bandwidth")]
+    assert len(slow) == 1 and "e^x alone" in slow[0]     # the softmax's floor, at least, is given
     assert any(line.startswith("attention batched products, scratchlm / torch.bmm: worst ") for line in lines)
