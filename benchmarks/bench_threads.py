@@ -3,11 +3,12 @@ The measurement behind scratchlm.autograd.kernels.PARALLEL_MIN_SIZE (Chapter 3's
 
     python benchmarks/bench_threads.py [--sizes 65536,131072,...] [--repeats 150]
 
-Every kernel of scratchlm/autograd/kernels.py that runs its rows in parallel is called directly
-(its compiled `.kernel`, which skips the size test of `parallel_kernel`) on float32 inputs of each
-size, alternately on one and on two Numba threads, call by call, so that both see the same machine;
-the table gives the median microseconds of each and the speed-up. Waking the second thread is part
-of every two-thread call, as in a training step, where each kernel comes after BLAS and NumPy work.
+Every kernel of scratchlm/autograd/kernels.py that runs its rows in parallel has two compilations
+(`parallel_kernel`): a serial one, which runs inputs below the threshold, and a parallel one. Both
+are called directly on float32 inputs of each size, the parallel one on two Numba threads, taking
+turns call by call so that both see the same machine; the table gives the median microseconds of
+each and the speed-up. Waking the second thread is part of every two-thread call, as in a training
+step, where each kernel comes after BLAS and NumPy work.
 The shapes are those of the baby GPT (Chapter 6): rows of 128 for LayerNorm, 65 classes for the
 cross-entropy; GELU and AdamW see flat arrays.
 
@@ -42,7 +43,7 @@ C, V = 128, 65                                         # LayerNorm's row, the cr
 
 
 def calls(n: int, rng) -> dict:
-    """{kernel name: a call of its compiled kernel} on inputs of about n float32 elements."""
+    """{kernel name: (its parallel_kernel, the arguments)} on inputs of about n float32 elements."""
     x = rng.standard_normal((n // C, C)).astype(F32)
     g = rng.standard_normal(x.shape).astype(F32)
     w, b = np.ones(C, F32), np.zeros(C, F32)
@@ -59,26 +60,27 @@ def calls(n: int, rng) -> dict:
     param, m, v = flat.copy(), np.zeros_like(flat), np.zeros_like(flat)
     f = F32
     return {
-        "layer_norm_forward": lambda: K.layer_norm_forward.kernel(x, w, b, 1e-5, y, mean, rstd),
-        "layer_norm_backward": lambda: K.layer_norm_backward.kernel(x, w, mean, rstd, g, dx, dw, db),
-        "gelu_forward_gate (tanh)": lambda: K.gelu_forward_gate.kernel(flat, True, out, gate),
-        "gelu_backward (tanh)": lambda: K.gelu_backward.kernel(flat, gate, gflat, True, out),
-        "cross_entropy_forward_backward": lambda: K.cross_entropy_forward_backward.kernel(
-            logits, targets, -1, scale, loss, row_max, log_sum, dlogits),
-        "adam_update": lambda: K.adam_update.kernel(param, gflat, m, v, f(0), f(0.999), f(0.9), f(0.1), f(0.95),
-                                                    f(0.05), f(0.5), f(1e-8), f(1e-4)),
+        "layer_norm_forward": (K.layer_norm_forward, (x, w, b, 1e-5, y, mean, rstd)),
+        "layer_norm_backward": (K.layer_norm_backward, (x, w, mean, rstd, g, dx, dw, db)),
+        "gelu_forward_gate (tanh)": (K.gelu_forward_gate, (flat, True, out, gate)),
+        "gelu_backward (tanh)": (K.gelu_backward, (flat, gate, gflat, True, out)),
+        "cross_entropy_forward_backward": (K.cross_entropy_forward_backward,
+                                           (logits, targets, -1, scale, loss, row_max, log_sum, dlogits)),
+        "adam_update": (K.adam_update, (param, gflat, m, v, f(0), f(0.999), f(0.9), f(0.1), f(0.95), f(0.05),
+                                        f(0.5), f(1e-8), f(1e-4))),
     }
 
 
-def one_and_two_threads(fn, repeats: int) -> tuple[float, float]:
-    """Median seconds of fn on 1 and on 2 Numba threads, the two taking turns call by call."""
+def one_and_two_threads(kernel, args, repeats: int) -> tuple[float, float]:
+    """Median seconds of the kernel's serial compilation and of its parallel one on 2 Numba threads,
+    the two taking turns call by call."""
+    numba.set_num_threads(2)
+    steps = {1: lambda: kernel.serial(*args), 2: lambda: kernel.kernel(*args)}
     times = {1: [], 2: []}
-    for threads in (1, 2):                              # compile, and warm both
-        numba.set_num_threads(threads)
+    for fn in steps.values():                           # compile, and warm both
         fn()
     for _ in range(repeats):
-        for threads in (1, 2):
-            numba.set_num_threads(threads)
+        for threads, fn in steps.items():
             t0 = time.perf_counter()
             fn()
             times[threads].append(time.perf_counter() - t0)
@@ -95,15 +97,16 @@ def main() -> None:
         parser.error("needs 2 Numba threads (NUMBA_NUM_THREADS >= 2 and a machine with 2 cores)")
     sizes = [int(s) for s in args.sizes.split(",")]
     rng = np.random.default_rng(0)
-    print(f"autograd kernels, float32, 1 vs 2 Numba threads taking turns; median of {args.repeats} calls each")
+    print(f"autograd kernels, float32, serial vs parallel on 2 Numba threads, taking turns; median of "
+          f"{args.repeats} calls each")
     print(f"machine: {machine()}")
     head = f"{'elements':>10} {'kernel':<32} {'1 thread us':>12} {'2 threads us':>13} {'speed-up':>9}"
     print(head)
     print("-" * len(head))
     wins: dict[int, bool] = {}
     for n in sizes:
-        for name, fn in calls(n, rng).items():
-            one, two = one_and_two_threads(fn, args.repeats)
+        for name, (kernel, kernel_args) in calls(n, rng).items():
+            one, two = one_and_two_threads(kernel, kernel_args, args.repeats)
             print(f"{n:>10,} {name:<32} {one * 1e6:12.1f} {two * 1e6:13.1f} {one / two:9.2f}")
             wins[n] = wins.get(n, True) and two < one
     from_size = next((n for n in sorted(sizes) if all(wins[m] for m in sizes if m >= n)), None)

@@ -10,12 +10,12 @@ from benchmark_modules import BENCHMARKS, load_benchmark
 from scratchlm.autograd import kernels as K
 
 
-def test_it_times_every_parallel_kernel_the_gpt_step_calls():
+def test_it_times_parallel_kernels_the_gpt_step_calls():
     bench = load_benchmark("bench_threads")
-    for name, call in bench.calls(4096, np.random.default_rng(0)).items():
-        kernel = getattr(K, name.split()[0])
-        assert hasattr(kernel, "kernel"), name          # a parallel_kernel, whose compiled form is timed
-        call()
+    for name, (kernel, args) in bench.calls(4096, np.random.default_rng(0)).items():
+        assert kernel is getattr(K, name.split()[0]), name
+        assert hasattr(kernel, "kernel") and hasattr(kernel, "serial"), name    # a parallel_kernel's two
+        kernel(*args)
 
 
 def test_the_script_prints_a_row_per_kernel_and_size_and_the_verdict():

@@ -180,6 +180,24 @@ def test_kernel_matches_numpy_twin(name, kind, dtype, shape, threads):
         np.testing.assert_allclose(g[finite], w[finite], rtol=rtol, atol=rtol * scale)
 
 
+@pytest.mark.parametrize("name, kind", [(n, k) for n in CASES for k in _kinds(n)])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_serial_and_parallel_compilations_give_the_same_bits(name, kind, dtype):
+    """parallel_kernel runs small inputs through a serial compilation of the same loops: it must be
+    the parallel kernel to the bit, or a model's results would depend on its batch size's threshold."""
+    kernel = _kernel_pair(name)[0]
+    if not hasattr(kernel, "serial"):
+        pytest.skip(f"{name} is not a parallel kernel")
+    for shape in SHAPES + [(40, 129)]:
+        rng = np.random.default_rng(abs(hash((name, shape, kind, "bits"))) % 2**32)
+        args, outs = CASES[name](rng, shape, dtype, kind)
+        serial, parallel = [o.copy() for o in outs], [o.copy() for o in outs]
+        kernel.serial(*args, *serial)
+        kernel.kernel(*args, *parallel)
+        for a, b in zip(serial, parallel):
+            assert a.tobytes() == b.tobytes(), (name, shape)
+
+
 def test_cross_entropy_kernel_extreme_logits_and_ignored_rows():
     x = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [5.0, 5.0, 5.0]], np.float32)
     t = np.array([0, 2, IGNORE])

@@ -9,8 +9,8 @@ Conventions: 2-D kernels take C-contiguous (rows, features) arrays (functional.p
 and every kernel writes its results into output arrays passed as its last arguments, like NumPy's
 `out=`. The caller allocates them with NumPy, which asks Linux for huge pages for big arrays; the
 same allocation inside a kernel page-faults 4 KiB at a time and made the cross-entropy backward
-several times slower. Row loops use `prange`; `parallel_kernel` runs them on one thread when the
-input is small (PARALLEL_MIN_SIZE), where waking other threads costs more than it saves.
+several times slower. Row loops use `prange`; `parallel_kernel` runs a serial compilation of them
+when the input is small (PARALLEL_MIN_SIZE), where waking other threads costs more than it saves.
 
     scatter_add_rows            out[idx[i]] += src[i]           gradient of a gather (embedding, x[ids])
     softmax_forward/backward    p = e^(x - lse);  dx = p (g - <g, p>)
@@ -39,8 +39,8 @@ time) and math.exp for float64, used for gradient checks.
 
 import functools
 import math
+import types
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -51,24 +51,30 @@ from scratchlm import numerics
 
 # Below this many elements a kernel runs on one thread: waking a second thread costs about what it
 # saves on a small array, and on a busy machine (or beside BLAS's threads) it can cost milliseconds.
+# benchmarks/bench_threads.py measures it per kernel and size.
 PARALLEL_MIN_SIZE = 1 << 20
 
 
 def parallel_kernel(fn):
-    """@njit(cache=True, parallel=True), run on one thread when the first argument is small."""
+    """@njit(cache=True, parallel=True), with a serial compilation of the same loops (prange runs as
+    range) for inputs whose first argument is small. Calling the serial one skips what a parallel
+    call costs even on one thread -- setting Numba's thread count and back, starting the parallel
+    region -- about 5 us, a third of a small LayerNorm's time. Both compilations do the same float
+    arithmetic in the same order (no fastmath flags; the parallel loops' bodies keep NumPy's error
+    model, so the serial one has it too), so they give the same bits (tests/test_kernels.py)."""
     kernel = njit(cache=True, parallel=True)(fn)
+    # A copy of the function under its own name: Numba's on-disk cache is keyed by a function's name
+    # and signature, not by its compile options, so the two compilations must not share a name.
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__,
+                              fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_serial"
+    serial = njit(cache=True, error_model="numpy")(twin)
 
     @functools.wraps(fn)
     def run(*args):
-        if args[0].size >= PARALLEL_MIN_SIZE:
-            return kernel(*args)
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
-            return kernel(*args)
-        finally:
-            numba.set_num_threads(threads)
-    run.kernel = kernel          # the compiled function itself
+        return (kernel if args[0].size >= PARALLEL_MIN_SIZE else serial)(*args)
+    run.kernel = kernel          # the compiled functions themselves
+    run.serial = serial
     return run
 
 
