@@ -52,9 +52,9 @@ from scratchlm import numerics
 # Below this many elements a kernel runs on one thread: waking a second thread costs about what it
 # saves on a small array, and on a busy machine (or beside BLAS's threads) it can cost milliseconds.
 # benchmarks/bench_threads.py measures it per kernel and size: on 2 idle cores (Xeon, 2026-11-30) two
-# threads won for every kernel from 512 Ki elements in one run (1.07-1.68x) but lost LayerNorm's at
-# 512 Ki in another, and won everywhere from 1 Mi (1.11-1.94x); with the other core busy they were
-# within 0.83-1.11x of one thread at every size from 256 Ki to 4 Mi.
+# threads won for every kernel from 512 Ki elements in one run (1.07-1.68x) but not in another
+# (LayerNorm's backward 0.89x there), and for every kernel from 1 Mi in both (1.11-1.94x); with the
+# other core busy they were within 0.83-1.11x of one thread at every size from 256 Ki to 4 Mi.
 PARALLEL_MIN_SIZE = 1 << 20
 
 
