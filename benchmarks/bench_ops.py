@@ -100,35 +100,28 @@ def _t(a, grad: bool = False):
     return torch.tensor(a, requires_grad=grad)
 
 
-def _backward(out: Tensor, g: np.ndarray, *inputs: Tensor):
-    """A call of out's backward closure on g into fresh .grad arrays; returns the inputs' gradients."""
+def _backward(out: Tensor, g: np.ndarray, *inputs: Tensor, whole_graph: bool = False):
+    """A call of out's backward on g into fresh .grad arrays, returning the inputs' gradients: the node's
+    own closure, or with whole_graph=True the walk loss.backward() makes through every node of out's
+    graph (for an op made of several Tensor ops; `inputs` are then its leaves)."""
+    step = out.backward if whole_graph else out._backward
+
     def run():
         for t in inputs:
             t.grad = None
-        out._backward(g)
+        step(g)
         return [t.grad for t in inputs]
     return run
 
 
-def _graph_backward(out: Tensor, g: np.ndarray, *leaves: Tensor):
-    """A whole backward pass from out through every node of its graph (what loss.backward() runs) on g
-    into fresh .grad arrays; returns the leaves' gradients. For an op made of several Tensor ops."""
-    def run():
-        for t in leaves:
-            t.grad = None
-        out.backward(g)
-        return [t.grad for t in leaves]
-    return run
-
-
 def _pair(model, name, shape, kind, forward_work, backward_work, ours_fwd, ours_out, g, ours_inputs,
-          theirs_fwd=None, theirs_bwd=None, rtol=1e-4, backward=_backward, exps=0):
+          theirs_fwd=None, theirs_bwd=None, rtol=1e-4, whole_graph=False, exps=0):
     """The forward and backward rows of a Tensor op: ours_out is one output made by ours_fwd, whose
-    backward (`backward`: the node's closure, or _graph_backward) is timed on gradient g; `exps` are
+    backward (the node's closure, or with whole_graph the whole graph's) is timed on gradient g; `exps` are
     the forward's (every backward here reuses what its forward computed)."""
     rows = [Op(model, name, shape, kind, forward_work, ours_fwd, theirs_fwd, rtol, exps)]
-    rows.append(Op(model, name + " backward", shape, kind, backward_work, backward(ours_out, g, *ours_inputs),
-                   theirs_bwd, rtol))
+    rows.append(Op(model, name + " backward", shape, kind, backward_work,
+                   _backward(ours_out, g, *ours_inputs, whole_graph=whole_graph), theirs_bwd, rtol))
     return rows
 
 
@@ -391,7 +384,7 @@ def _lstm_layer(model, B, T, E, H, rng):
     flops = 2 * B * T * (E + H) * G4                      # x W_ih^T over the window, h W_hh^T at every step
     rows = _pair(model, "LSTM layer (project + time loop)", f"batch {B}, T {T}, {E} -> {H}", "GFLOP/s", flops,
                  2 * flops, lambda: layer(x, state)[0].data, y, G, (x, *params), theirs_fwd, theirs_bwd,
-                 rtol=1e-3, backward=_graph_backward)
+                 rtol=1e-3, whole_graph=True)
 
     # one step's arrays, as the time loop holds them (rnn._recurrence)
     W = layer.weight_hh_l0.data
@@ -478,7 +471,7 @@ def _lora(model, name, N, n_in, n_out, r, rng, rows=None):
     return _pair(model, f"LoRA linear {name}{where}, r={r}", f"({N}, {n_in}) x ({n_out}, {n_in})^T",
                  "GFLOP/s", forward_flops, backward_flops, lambda: layer(x).data, y, G, (x, layer.lora_A,
                                                                                        layer.lora_B),
-                 theirs_fwd, theirs_bwd, rtol=1e-3, backward=_graph_backward)
+                 theirs_fwd, theirs_bwd, rtol=1e-3, whole_graph=True)
 
 
 def ops(models=MODELS, seed: int = 0) -> list[Op]:
