@@ -62,7 +62,7 @@ def parallel_kernel(fn):
     """@njit(cache=True, parallel=True), with a serial compilation of the same loops (prange runs as
     range) for inputs whose first argument is small. Calling the serial one skips what a parallel
     call costs even on one thread -- setting Numba's thread count and back, starting the parallel
-    region -- about 5 us, a third of a small LayerNorm's time. Both compilations do the same float
+    region -- about 9 us (a LayerNorm of 8 numbers: 9.7 -> 0.9 us). Both compilations do the same float
     arithmetic in the same order (no fastmath flags; the parallel loops' bodies keep NumPy's error
     model, so the serial one has it too), so they give the same bits (tests/test_kernels.py)."""
     kernel = njit(cache=True, parallel=True)(fn)
