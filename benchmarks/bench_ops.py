@@ -176,7 +176,9 @@ def _gelu(model, name, N, H, rng):
         tX, tG = _t(X), _t(G)
         theirs_fwd = lambda: TF.gelu(tX, approximate="tanh")        # noqa: E731
         theirs_bwd = lambda: torch.ops.aten.gelu_backward(tG, tX, approximate="tanh")  # noqa: E731
-    return _pair(model, name, f"({N}, {H})", "GB/s", 2 * X.nbytes, 3 * X.nbytes,
+    # the training forward (x requires grad) writes the gate y / x beside y, for its backward: 3 arrays;
+    # PyTorch's forward writes y alone (its backward computes the gate again)
+    return _pair(model, name, f"({N}, {H})", "GB/s", 3 * X.nbytes, 3 * X.nbytes,
                  lambda: F.gelu(x, "tanh").data, y, G, (x,), theirs_fwd, theirs_bwd, exps=X.size)
 
 
@@ -625,8 +627,8 @@ def main() -> None:
             slow_pointwise.append(f"{op.model} {op.name} ({100 * rate / ceiling:.0f}%{floor})")
         if " attention " in op.name and " = " in op.name and theirs:
             products.append((ours / theirs, f"{op.model} {op.name}"))
-    print(f"pointwise ops below 50% of the copy bandwidth (in brackets: the op's own, and that of e^x alone over as "
-          f"many numbers as the op takes exps, over the op's bytes): {', '.join(slow_pointwise) or 'none'}")
+    print(f"pointwise ops below 50% of the copy bandwidth (in brackets: the op's own, and that of e^x alone on one "
+          f"thread over as many numbers as the op takes exps, over the op's bytes): {', '.join(slow_pointwise) or 'none'}")
     if products:
         worst = max(products)
         print(f"attention batched products, scratchlm / torch.bmm: worst {worst[0]:.2f} ({worst[1]}), "

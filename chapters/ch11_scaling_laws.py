@@ -26,8 +26,8 @@ The sweep is the book's first workload that is worth spreading over machines, so
 
 Run:      python chapters/ch11_scaling_laws.py [--quick]             (one process)
           mpiexec -n 2 python chapters/ch11_scaling_laws.py          (2 ranks: the runs are shared out)
-          Full sweep: 20 runs, 12.9 minutes of training in all; 7.9 minutes under mpiexec -n 2 on 2
-          idle cores, about twice that on one process. Every finished
+          Full sweep: 20 runs of one thread each, 12.9 minutes of training in all; 7.9 minutes under
+          mpiexec -n 2 on 2 idle cores. Every finished
           run is cached in checkpoints/ch11_sweep/, so an interrupted sweep resumes and a rerun only
           refits (seconds). A cluster runs the same line under its launcher.
 Figures:  figures/ch11_isoflop.png, ch11_frontier.png, ch11_parametric.png, ch11_kaplan.png; numbers in
@@ -469,15 +469,16 @@ section_done("11.5")
 # settings), and at a fixed budget a larger model gets fewer steps, so the best model grows faster
 # with C than it would once every run had steps to spare; Hoffmann et al.'s runs are 10^6 times
 # larger. 11.5's prediction is the known weakness of extrapolating approach 3 a decade out: fitted
-# on runs that never got below 1.9 nats, the law's E is barely determined (the full fit's bootstrap
-# interval for E runs from 0 to 1.3), so the held-out error is mostly E's error, and its sign is not
-# stable. In the full run the predictions were too optimistic, by 0.04 nats for 2x48 to 0.09 for
-# 2x128 (the most step-limited model, which gets the fewest steps). An earlier run of the same sweep
-# on other float32 last bits (an older attention kernel) fitted a larger E and was too pessimistic
-# by 0.15 for every run. Its losses differed from these by under 0.01 nats at the largest budget,
-# up to 0.03 at the next, and up to 0.13 at the smallest (2x16 and 2x32 at 6e10 FLOPs, runs of one
-# to three thousand steps): that is how far one seed of a short run is from another, and several
-# seeds per size would narrow every interval here.
+# on runs that never got below 1.9 nats, the law's E trades off against its power-law terms (E is
+# 0.32 in the fit to the 10 small runs, 0.95 in the fit to all 20, whose bootstrap interval for E
+# runs from 0 to 1.3), so the sign of the extrapolation's error is not stable. In the full run the
+# predictions were too optimistic, by 0.04 nats for 2x48 to 0.09 for 2x128 (the most step-limited
+# model, which gets the fewest steps). An earlier run of the same sweep on other float32 last bits
+# (an older attention kernel) fitted a larger E and was too pessimistic by 0.15 for every run. Its
+# losses differed from these by under 0.01 nats at the largest budget, up to 0.03 at the next, and
+# up to 0.13 at the smallest (2x16 and 2x32 at 6e10 FLOPs, runs of one to three thousand steps):
+# that is how far one seed of a short run is from another, and several seeds per size would narrow
+# every interval here.
 table = {"ours, approach 2 (N with embeddings)": {"a": iso["with embeddings"]["fit"].a,
                                                    "b": iso["with embeddings"]["fit"].b},
          "ours, approach 2 (N without embeddings)": {"a": iso["without embeddings"]["fit"].a,

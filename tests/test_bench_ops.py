@@ -31,6 +31,12 @@ def test_every_row_computes_what_its_pytorch_twin_computes(model):
             np.testing.assert_allclose(a, b, rtol=op.rtol, atol=op.rtol * np.abs(b).max(), err_msg=op.name)
 
 
+def test_the_exp_floor_is_the_time_of_that_many_exps():
+    bench = load_benchmark("bench_ops")
+    small, large = bench.exp_floor_seconds(1_000, 0.01), bench.exp_floor_seconds(1_000_000, 0.01)
+    assert 0 < small < large < 1                                  # more exps take longer, and not forever
+
+
 def test_the_script_prints_the_machine_and_a_row_per_op():
     bench = load_benchmark("bench_ops")
     names = [op.name for op in bench.ops(("gpt",))]
@@ -45,5 +51,8 @@ def test_the_script_prints_the_machine_and_a_row_per_op():
         assert name in line
         assert line.rstrip().endswith("%")                                  # a number for every column
     slow = [line for line in lines if line.startswith("pointwise ops below 50% of the copy bandwidth")]
-    assert len(slow) == 1 and "e^x alone" in slow[0]     # the softmax's floor, at least, is given
+    assert len(slow) == 1
+    exp_ops = [f"gpt {op.name} (" for op in bench.ops(("gpt",)) if op.exps]
+    for listed in slow[0].split("bytes): ", 1)[1].split("), "):  # an op that takes exps comes with its floor
+        assert ("e^x alone" in listed) == any(listed.startswith(name) for name in exp_ops), listed
     assert any(line.startswith("attention batched products, scratchlm / torch.bmm: worst ") for line in lines)

@@ -64,13 +64,17 @@ def parallel_kernel(fn):
     call costs even on one thread -- setting Numba's thread count and back, starting the parallel
     region -- about 9 us (a LayerNorm of 8 numbers: 9.7 -> 0.9 us). Both compilations do the same float
     arithmetic in the same order (no fastmath flags; the parallel loops' bodies keep NumPy's error
-    model, so the serial one has it too), so they give the same bits (tests/test_kernels.py)."""
+    model, so the serial one has it too), so they give the same bits (tests/test_kernels.py). One
+    exception would be Intel's SVML library, absent here: with it installed, LLVM vectorises the
+    float64 kernels' math.exp with SVML's and runs each loop's remainder through the C library's, so
+    where the parallel loop is the vectorised one (GELU's), which elements take which exp would depend
+    on how the loop is split among threads."""
     kernel = njit(cache=True, parallel=True)(fn)
     # A copy of the function under its own name: Numba's on-disk cache is keyed by a function's name
     # and signature, not by its compile options, so the two compilations must not share a name.
     twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__,
                               fn.__closure__)
-    twin.__qualname__ = fn.__qualname__ + "_serial"
+    twin.__qualname__, twin.__kwdefaults__ = fn.__qualname__ + "_serial", fn.__kwdefaults__
     serial = njit(cache=True, error_model="numpy")(twin)
 
     @functools.wraps(fn)
@@ -141,7 +145,7 @@ def softmax_backward_ref(p, g, out):
 
 @parallel_kernel
 def log_softmax_forward(x, out):
-    """out (N, V) = x - logsumexp of each row."""
+    """out (N, V) = x - logsumexp of each row (out must not be x: it holds the exps on the way)."""
     for i in prange(x.shape[0]):
         xi, yi = x[i], out[i]
         m = numerics.row_max(xi)
