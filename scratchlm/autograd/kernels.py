@@ -347,35 +347,31 @@ SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 GELU_CUBIC = 0.044715
 
 
+@njit(cache=True, inline="always")
+def _gelu_and_gate(v, tanh):
+    """(gelu(v), its gate y / v: sigmoid(2u) or Phi(v)) for one number; inlined into the kernels, whose
+    flags it compiles with, and a kernel that drops the gate never computes it."""
+    f = type(v)                                      # constants in v's dtype: float32 stays float32
+    if tanh:
+        d = f(1.0) + numerics.exp(f(-2.0) * f(SQRT_2_OVER_PI) * (v + f(GELU_CUBIC) * v * v * v))
+        return v / d, f(1.0) / d
+    phi = numerics.normal_cdf(v)
+    return v * phi, phi
+
+
 @parallel_kernel
 def gelu_forward(x, tanh, out):
     """out = gelu(x) elementwise over 1-D arrays; tanh=True for the tanh approximation."""
-    f = x.dtype.type                                 # constants in x's dtype: float32 stays float32
-    k, c, one = f(SQRT_2_OVER_PI), f(GELU_CUBIC), f(1.0)
     for i in prange(x.shape[0]):
-        v = x[i]
-        if tanh:
-            out[i] = v / (one + numerics.exp(f(-2.0) * k * (v + c * v * v * v)))
-        else:
-            out[i] = v * numerics.normal_cdf(v)
+        out[i] = _gelu_and_gate(x[i], tanh)[0]
 
 
 @parallel_kernel
 def gelu_forward_gate(x, tanh, out, gate):
     """gelu_forward, for training: also gate = the factor y / x, sigmoid(2u) or Phi(x), which the
     backward needs and would otherwise compute again (an exp per element)."""
-    f = x.dtype.type
-    k, c, one = f(SQRT_2_OVER_PI), f(GELU_CUBIC), f(1.0)
     for i in prange(x.shape[0]):
-        v = x[i]
-        if tanh:
-            d = one + numerics.exp(f(-2.0) * k * (v + c * v * v * v))
-            out[i] = v / d
-            gate[i] = one / d
-        else:
-            phi = numerics.normal_cdf(v)
-            out[i] = v * phi
-            gate[i] = phi
+        out[i], gate[i] = _gelu_and_gate(x[i], tanh)
 
 
 @parallel_kernel
@@ -403,7 +399,7 @@ def _gelu_tanh_gate_ref(x):
 
 
 def gelu_forward_ref(x, tanh, out):
-    out[...] = x * _gelu_tanh_gate_ref(x) if tanh else 0.5 * x * (1 + _erf(x / np.sqrt(2)))
+    gelu_forward_gate_ref(x, tanh, out, np.empty_like(x))
 
 
 def gelu_forward_gate_ref(x, tanh, out, gate):
