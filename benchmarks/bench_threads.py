@@ -24,13 +24,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, set_threads  # noqa: E402
+from _common import machine, median_step_seconds, set_threads  # noqa: E402
 
 if __name__ == "__main__":  # thread counts must be set before NumPy (and its BLAS) load
     set_threads(default=2)
-
-import statistics  # noqa: E402
-import time  # noqa: E402
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
@@ -75,16 +72,8 @@ def one_and_two_threads(kernel, args, repeats: int) -> tuple[float, float]:
     """Median seconds of the kernel's serial compilation and of its parallel one on 2 Numba threads,
     the two taking turns call by call."""
     numba.set_num_threads(2)
-    steps = {1: lambda: kernel.serial(*args), 2: lambda: kernel.kernel(*args)}
-    times = {1: [], 2: []}
-    for fn in steps.values():                           # compile, and warm both
-        fn()
-    for _ in range(repeats):
-        for threads, fn in steps.items():
-            t0 = time.perf_counter()
-            fn()
-            times[threads].append(time.perf_counter() - t0)
-    return statistics.median(times[1]), statistics.median(times[2])
+    t = median_step_seconds({1: lambda i: kernel.serial(*args), 2: lambda i: kernel.kernel(*args)}, repeats)
+    return t[1], t[2]
 
 
 def main() -> None:
