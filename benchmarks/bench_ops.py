@@ -77,6 +77,7 @@ from scratchlm.autograd import Tensor  # noqa: E402
 from scratchlm.autograd import kernels as autograd_kernels  # noqa: E402
 from scratchlm.models import attention  # noqa: E402
 from scratchlm.models import attention_kernels  # noqa: E402
+from scratchlm.models import attention_products  # noqa: E402
 from scratchlm.optim import clip_grad_norm  # noqa: E402
 
 F32 = np.float32
@@ -293,13 +294,19 @@ def _attention(model, name, B, nh, Tq, Tk, hs, causal, lengths, rng, cross: bool
                   2 * flops, lambda: op().data, y, G, inputs,
                   (lambda: sdpa().transpose(1, 2).reshape(B, Tq, C)) if torch is not None else None,
                   theirs_backward if torch is not None else None, rtol=1e-3)
-    # ours: NumPy's stacked matmul on the views the op multiplies; PyTorch's: torch.bmm on contiguous copies
+    # ours: what the op calls on the views it multiplies -- NumPy's stacked matmul for the scores and dP, the
+    # kernel of attention_products.py over the visible keys for the other four; PyTorch's: torch.bmm on
+    # contiguous copies (transposes as views)
+    def visible(a, b, transposed=False):
+        return lambda: attention_products.visible_matmul(a, b, causal, key_lengths, transposed)
     products = [("scores S = Q K^T", lambda: qh @ kh.swapaxes(-1, -2), lambda: bmm(th["q"], th["k"].transpose(-1, -2))),
-                ("values Y = P V", lambda: P @ vh, lambda: bmm(th["P"], th["v"])),
+                ("values Y = P V", visible(P, vh), lambda: bmm(th["P"], th["v"])),
                 ("backward dP = dY V^T", lambda: dY @ vh.swapaxes(-1, -2), lambda: bmm(th["dY"], th["v"].transpose(-1, -2))),
-                ("backward dV = P^T dY", lambda: P.swapaxes(-1, -2) @ dY, lambda: bmm(th["P"].transpose(-1, -2), th["dY"])),
-                ("backward dQ = dS K", lambda: dS @ kh, lambda: bmm(th["dS"], th["k"])),
-                ("backward dK = dS^T Q", lambda: dS.swapaxes(-1, -2) @ qh, lambda: bmm(th["dS"].transpose(-1, -2), th["q"]))]
+                ("backward dV = P^T dY", visible(P.swapaxes(-1, -2), dY, True),
+                 lambda: bmm(th["P"].transpose(-1, -2), th["dY"])),
+                ("backward dQ = dS K", visible(dS, kh), lambda: bmm(th["dS"], th["k"])),
+                ("backward dK = dS^T Q", visible(dS.swapaxes(-1, -2), qh, True),
+                 lambda: bmm(th["dS"].transpose(-1, -2), th["q"]))]
     for what, ours, theirs in products:
         rows.append(Op(model, f"{kind} attention {what}", shape, "GFLOP/s", 2 * N * Tq * Tk * hs, ours,
                        theirs if torch is not None else None, rtol=1e-3))

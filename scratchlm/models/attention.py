@@ -22,7 +22,9 @@ query that sees no key (L = 0) gets weights 0, output 0 and gradient 0, not 0/0 
 to attend to", and whatever reads that position (a padded query) is ignored by the loss anyway.
 
 The op, in the three layouts the models need (all the same computation, `_attend` and
-`_attend_backward`, one graph node each, the softmax fused in one Numba kernel forward and backward):
+`_attend_backward`, one graph node each, the softmax fused in one Numba kernel forward and backward, and
+the four products by the weights, P V, P^T dY, dS K, dS^T Q, over only the keys each query sees: one
+Numba kernel for the whole batch of heads, attention_products.py):
 
     scaled_dot_product_attention(q, k, v, causal, key_lengths, dropout, scale)
         q (B, nh, Tq, hs), k, v (B, nh, Tk, hs) Tensors -> (B, nh, Tq, hs); PyTorch's function of the
@@ -67,6 +69,7 @@ import scratchlm.autograd.functional as F
 from scratchlm.autograd import Tensor, is_grad_enabled
 from scratchlm.autograd import kernels as autograd_kernels
 from scratchlm.models import attention_kernels as kernels
+from scratchlm.models import attention_products as products
 from scratchlm.nn import Dropout, Linear, Module
 from scratchlm.rng import get_rng
 
@@ -86,7 +89,7 @@ def _attend(q, k, v, scale, causal: bool, lengths: np.ndarray, dropout: float, o
     mask = None
     if dropout > 0:                                                          # inverted dropout on P
         mask = (get_rng().random(att.shape, dtype=att.dtype) >= dropout) * att.dtype.type(1 / (1 - dropout))
-    y = np.matmul(att if mask is None else att * mask, v, out=out)           # (..., Tq, hv)
+    y = products.visible_matmul(att if mask is None else att * mask, v, causal, lengths, out=out)  # (..., Tq, hv)
     return y, att, mask
 
 
@@ -94,8 +97,9 @@ def _attend_backward(dy, q, k, v, att, mask, scale, causal: bool, lengths: np.nd
     """Backward on arrays: writes dq, dk, dv (arrays of q's, k's, v's shapes, any strides; None for
     one not wanted) from dy = dL/dy."""
     Tq, Tk = att.shape[-2:]
-    if dv is not None:
-        np.matmul((att if mask is None else att * mask).swapaxes(-1, -2), dy, out=dv)  # dV = P^T dY
+    if dv is not None:                                                       # dV = P^T dY
+        products.visible_matmul((att if mask is None else att * mask).swapaxes(-1, -2), dy, causal, lengths,
+                                transposed=True, out=dv)
     if dq is None and dk is None:
         return
     datt = dy @ v.swapaxes(-1, -2)                                           # dP = dY V^T
@@ -104,10 +108,10 @@ def _attend_backward(dy, q, k, v, att, mask, scale, causal: bool, lengths: np.nd
     dscores = np.empty_like(datt)                                            # dS, scale included
     kernels.attention_softmax_backward(att.reshape(-1, Tq, Tk), datt.reshape(-1, Tq, Tk), scale, causal,
                                        lengths, dscores.reshape(-1, Tq, Tk))
-    if dq is not None:
-        np.matmul(dscores, k, out=dq)                                        # dQ = dS K
-    if dk is not None:
-        np.matmul(dscores.swapaxes(-1, -2), q, out=dk)                       # dK = dS^T Q
+    if dq is not None:                                                       # dQ = dS K
+        products.visible_matmul(dscores, k, causal, lengths, out=dq)
+    if dk is not None:                                                       # dK = dS^T Q
+        products.visible_matmul(dscores.swapaxes(-1, -2), q, causal, lengths, transposed=True, out=dk)
 
 
 def _lengths(key_lengths, B: int, N: int, Tk: int, op: str) -> np.ndarray:
