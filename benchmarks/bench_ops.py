@@ -17,7 +17,9 @@ call and PyTorch's taking turns call by call (median of each). Beside the times:
         each array the op must read or write once, against np.copyto's GB/s over as many bytes
         (measured here, same size: the op's ceiling if it were memory-bound at that size);
     products (linear layers, the attention's batched products): the achieved GFLOP/s against
-        NumPy's large float32 GEMM (1024^3).
+        NumPy's large float32 GEMM (1024^3), counting the whole product's flops (the attention's
+        products by its weights skip the keys a query does not see, so their rate can exceed the
+        GEMM's).
 
 The last lines sum up: which pointwise ops stay below half of their copy bandwidth, each with the
 best it could do if it were nothing but its exponentials (e^x alone over as many numbers, timed
@@ -29,7 +31,8 @@ models/attention.py, the optimiser, the LSTM layer and its kernels, the LoRA lay
 runs the op's backward on a fixed output gradient: its closure, or for an op made of several Tensor
 ops (the LSTM layer, LoRA) the walk loss.backward() makes over its graph. PyTorch's rows call the op
 (torch.nn.functional; torch.bmm on contiguous copies for the attention's batched products, which
-scratchlm multiplies as strided views of the packed q, k, v) and, for a backward, the aten function
+scratchlm multiplies as strided views of the packed q, k, v: the scores and dP by NumPy's matmul, the
+four products by the weights by models/attention_products.py's kernel) and, for a backward, the aten function
 autograd would call (e.g. native_layer_norm_backward), or autograd itself where the op is several
 aten calls (cross-entropy, attention). The attention softmax's PyTorch twin is torch.softmax of
 already masked and scaled scores (less work than scratchlm's kernel, which masks and scales).
