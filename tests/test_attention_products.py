@@ -78,21 +78,27 @@ def test_kernel_sums_in_order_of_k_with_fused_adds(kind, transposed):
     np.testing.assert_array_equal(out, in_order_fma(a, b))
 
 
-# The chapters' attention shapes (B, nh, Tq, Tk, hs): the baby GPT (Chapters 6, 7, 10), BERT and T5's
-# self- and cross-attention (Chapter 9), each causal or padded as the models run them.
+# The chapters' attention shapes (B, nh, Tq, Tk, hs, causal, padded): the baby GPT (Chapters 6, 10's
+# 128-token fine-tuning), the names model (Chapter 6, 24-wide heads), BERT and T5's self- and
+# cross-attention (Chapter 9), Chapter 11's 16-wide heads, and Chapter 7's 512-token context.
 SHAPES = {
     "gpt": (12, 4, 64, 64, 32, True, False),
+    "gpt_128": (4, 4, 128, 128, 32, True, True),
+    "names": (8, 4, 16, 16, 24, True, False),
     "bert": (16, 4, 64, 64, 32, False, True),
     "t5_decoder": (16, 4, 16, 16, 32, True, False),
     "t5_cross": (16, 4, 16, 64, 32, False, True),
+    "scaling": (4, 8, 64, 64, 16, True, False),
+    "context_512": (1, 2, 512, 512, 32, True, False),
 }
 
 
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_same_bits_as_numpy_where_openblas_sums_in_order(name):
-    """The kernel replaced NumPy's matmul in the attention op without moving any figure's numbers: on a
-    machine whose OpenBLAS sums these products in order of k with fused adds, as the kernel does, it
-    gives NumPy's bits, also on the strided views of the packed q, k, v the op multiplies."""
+    """The kernel replaced NumPy's matmul in the attention op without moving any figure's numbers: it
+    takes the products this machine's OpenBLAS sums in order of k with fused adds, as the kernel does,
+    and leaves the others to NumPy, so the op gives NumPy's bits, also on the strided views of the
+    packed q, k, v it multiplies."""
     B, nh, Tq, Tk, hs, causal, padded = SHAPES[name]
     rng = np.random.default_rng(_seed(name))
     lengths = np.repeat(rng.integers(Tk // 2, Tk + 1, B) if padded else np.full(B, Tk), nh).astype(np.int64)
@@ -102,22 +108,28 @@ def test_same_bits_as_numpy_where_openblas_sums_in_order(name):
     kv = rng.normal(size=(B, Tk, 3 * nh * hs)).astype(np.float32).reshape(B, Tk, 3, nh, hs)
     v = kv.transpose(2, 0, 3, 1, 4)[2]                                        # a view, rows 3C apart
     dy = rng.normal(size=(B, Tq, nh, hs)).astype(np.float32).transpose(0, 2, 1, 3)
-    cases = [(P, v, False), (P.swapaxes(-1, -2), dy, True)]
-    if not all(np.array_equal(np.matmul(a, b), in_order_fma(a, b)) for a, b, _ in cases):
-        pytest.skip("this machine's OpenBLAS does not sum these products in order (another kernel, another "
-                    "order): the attention op's bits differ from NumPy's matmul here, its values do not")
-    for a, b, transposed in cases:
+    for a, b, transposed in [(P, v, False), (P.swapaxes(-1, -2), dy, True)]:
+        kernel = a.shape[-1] <= products.MAX_TERMS and hs % 16 == 0
+        if kernel and not np.array_equal(np.matmul(a, b), in_order_fma(a, b)):
+            pytest.skip("this machine's OpenBLAS does not sum these products in order (another kernel, another "
+                        "order): the attention op's bits differ from NumPy's matmul here, its values do not")
         out = np.empty((B, Tq, nh, hs) if not transposed else (B, Tk, nh, hs), np.float32).transpose(0, 2, 1, 3)
         products.visible_matmul(a, b, causal, lengths, transposed, out=out)
         np.testing.assert_array_equal(out, np.matmul(a, b))
 
 
-def test_visible_matmul_takes_numpys_matmul_for_a_single_query_and_for_strided_rows():
+def test_visible_matmul_leaves_to_numpy_what_openblas_sums_otherwise_and_strided_rows():
     causal, P, lengths, v, dy = weights("causal_cached", 32, np.float32)
     one = P[:, :, -1:]                                       # a decoding step: one query
     np.testing.assert_array_equal(products.visible_matmul(one, v, causal, lengths), np.matmul(one, v))
     strided = v[..., ::2]                                    # rows not contiguous: no vector loads
     np.testing.assert_array_equal(products.visible_matmul(P, strided, causal, lengths), np.matmul(P, strided))
+    narrow = v[..., :24]                                     # rows of 24: not whole 16-number vectors
+    np.testing.assert_array_equal(products.visible_matmul(P, narrow, causal, lengths), np.matmul(P, narrow))
+    long = np.tile(P, products.MAX_TERMS // P.shape[-1] + 1)  # more terms than MAX_TERMS
+    tall = np.tile(v, (1, 1, long.shape[-1] // v.shape[-2], 1))
+    np.testing.assert_array_equal(products.visible_matmul(long, tall, False, np.full(len(lengths), long.shape[-1])),
+                                  np.matmul(long, tall))
     five = P[None]                                           # more leading axes than (B, nh)
     np.testing.assert_allclose(products.visible_matmul(five, v[None], causal, lengths), np.matmul(five, v[None]),
                                rtol=1e-5, atol=1e-6)

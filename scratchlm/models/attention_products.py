@@ -27,15 +27,16 @@ per vector and step:
     acc[r, :] <- fma(a[i + r, k], b[k, :], acc[r, :])      k = k0, k0 + 1, ..., k1 - 1,  acc from +0
 
 Each entry is the sum of its terms in order of k, each product rounded once inside its fused add:
-the order of OpenBLAS's kernels at these shapes on the machines measured, so there the kernel gives
-NumPy's bits (tests/test_attention_products.py checks that on the machine it runs on). A block's range
+the order in which OpenBLAS's kernels sum the attention's products on the machines measured, for rows
+of whole vectors and up to a few hundred terms. `visible_matmul` gives the kernel only those and
+leaves the rest to NumPy, so the op keeps NumPy's bits, and every figure its numbers
+(tests/test_attention_products.py checks that on the machine it runs on). A block's range
 is the union of its rows' ranges; the terms it adds beyond a row's own range are zeros of a, and
 adding +-0 to a sum that started at +0 leaves it as it was. The vectors are 16 float32 or 8 float64;
 on a machine with narrower vector registers LLVM splits them, the same arithmetic in the same order.
 
 The kernel takes arrays of any strides except that b's and out's rows must be contiguous (vectors are
-read and written whole); `visible_matmul`, what attention.py calls, checks that and takes NumPy's
-matmul for anything else.
+read and written whole); `visible_matmul`, what attention.py calls, checks that too.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ from numba.extending import intrinsic
 from scratchlm.models.attention_kernels import attention_mask
 
 ROWS = 8         # rows of out a block keeps in registers: 8 rows x 2 vectors = 16 accumulators
+# OpenBLAS splits longer sums into blocks it adds up afterwards (from 449 terms on this machine's
+# kernels): beyond MAX_TERMS visible_matmul leaves the product to NumPy, whose bits the figures hold
+MAX_TERMS = 256
 
 
 def _fma_block(vectors: int, scalar: bool = False):
@@ -177,13 +181,18 @@ def visible_matmul(a, b, causal: bool, key_lengths, transposed: bool = False, ou
     NumPy's matmul otherwise (the same numbers: the terms it skips are zeros). Returns out (..., M, W),
     a new array if None.
 
-    Single rows (a decoding step's one query) stay NumPy's: there OpenBLAS hands the product to its
-    matrix-vector kernel, which sums in another order, and the kernel would change a decoder's bits."""
+    The kernel takes the products NumPy's OpenBLAS also sums in order of k, so that it changes no bits:
+    not a single row (a decoding step's one query: OpenBLAS hands that to its matrix-vector kernel,
+    which sums in another order), nor rows whose width W is not a multiple of 16 numbers or sums of
+    more than MAX_TERMS terms (where OpenBLAS's kernels sum in other orders too: measured on the
+    machines of the README, tests/test_attention_products.py)."""
     if out is None:
         out = np.empty(a.shape[:-1] + b.shape[-1:], np.result_type(a, b))
     a4, b4, out4 = (_four_axes(x) for x in (a, b, out))
     itemsize = out.dtype.itemsize
-    if (a.dtype == b.dtype == out.dtype and out.dtype in (np.float32, np.float64) and min(out.shape[-2:]) > 1
+    M, K, W = a.shape[-2], a.shape[-1], out.shape[-1]
+    if (a.dtype == b.dtype == out.dtype and out.dtype in (np.float32, np.float64)
+            and M > 1 and W % 16 == 0 and K <= MAX_TERMS
             and a4 is not None and b4 is not None and out4 is not None
             and b.strides[-1] == itemsize and out.strides[-1] == itemsize):
         attention_matmul(a4, b4, causal, key_lengths, transposed, out4)
