@@ -1,21 +1,23 @@
 """The attention's batched products (scratchlm/models/attention_products.py): the kernel against its
 NumPy twin over every kind of attention, layout and dtype; its sums against the in-order sum of fused
 multiply-adds it promises (emulated here in float64); NumPy's own bits at the chapters' shapes where
-this machine's OpenBLAS sums in that order; and the layouts that fall back to NumPy."""
+this machine's OpenBLAS sums in that order; which products go to NumPy instead; and bad arguments."""
 
 import zlib
 
 import numpy as np
 import pytest
 
-from scratchlm.models import attention_kernels as K
+from scratchlm.models import attention_kernels as kernels
 from scratchlm.models import attention_products as products
 
 # (causal, Tq, Tk, key_lengths for B = 3 or None): Tq, Tk and hs around the kernel's blocks of
 # ROWS rows and 16-float vectors, lengths 0 (no real key) to Tk
 KINDS = {
     "causal": (True, 13, 13, None),
-    "causal_cached": (True, 5, 12, None),
+    "causal_cached": (True, 5, 12, None),                # 5 new queries after 7 cached keys
+    "causal_more_queries": (True, 9, 6, None),           # the first queries see no key
+    "padded_causal_cached": (True, 5, 12, [12, 7, 0]),
     "bidirectional": (False, 9, 9, None),
     "padded_bidirectional": (False, 11, 11, [11, 6, 0]),
     "padded_causal": (True, 10, 10, [10, 3, 1]),
@@ -29,18 +31,26 @@ def _seed(*case) -> int:
 
 
 def weights(kind, hs, dtype, nh=2, seed=0):
-    """Attention weights P (B, nh, Tq, Tk) from the softmax kernel (0 where a query does not see a key),
-    key_lengths (B * nh,), and the right-hand sides of both products: (B, nh, Tk, hs) for P V and
-    (B, nh, Tq, hs) for P^T dY."""
+    """Attention weights P and their gradient dS (B, nh, Tq, Tk) from the softmax kernels (both 0 where
+    a query does not see a key; dS of either sign), key_lengths (B * nh,), and the right-hand sides of
+    both products: (B, nh, Tk, hs) for P V and (B, nh, Tq, hs) for P^T dY."""
     causal, Tq, Tk, lengths = KINDS[kind]
     B = 3
     rng = np.random.default_rng(seed)
     lengths = np.repeat(np.full(B, Tk) if lengths is None else np.asarray(lengths), nh).astype(np.int64)
-    scores = rng.normal(size=(B * nh, Tq, Tk)).astype(dtype)
-    P = np.empty_like(scores)
-    K.attention_softmax_forward(scores, dtype(0.5), causal, lengths, P)
+    P, dS = (np.empty((B * nh, Tq, Tk), dtype) for _ in range(2))
+    kernels.attention_softmax_forward(rng.normal(size=P.shape).astype(dtype), dtype(0.5), causal, lengths, P)
+    kernels.attention_softmax_backward(P, rng.normal(size=P.shape).astype(dtype), dtype(0.5), causal, lengths, dS)
     v, dy = (rng.normal(size=(B, nh, T, hs)).astype(dtype) for T in (Tk, Tq))
-    return causal, P.reshape(B, nh, Tq, Tk), lengths, v, dy
+    return causal, P.reshape(B, nh, Tq, Tk), dS.reshape(B, nh, Tq, Tk), lengths, v, dy
+
+
+def operands(kind, hs, dtype, transposed, gradient, seed):
+    """(causal, a, b, key_lengths) of one of the four products: P V, dS K, or with transposed=True
+    P^T dY, dS^T Q."""
+    causal, P, dS, lengths, v, dy = weights(kind, hs, dtype, seed=seed)
+    a = dS if gradient else P
+    return (causal, a.swapaxes(-1, -2), dy, lengths) if transposed else (causal, a, v, lengths)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -48,13 +58,13 @@ def weights(kind, hs, dtype, nh=2, seed=0):
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("transposed", [False, True])
 def test_kernel_matches_numpy_twin(kind, hs, dtype, transposed):
-    causal, P, lengths, v, dy = weights(kind, hs, dtype, seed=_seed(kind, hs, transposed))
-    a, b = (P.swapaxes(-1, -2), dy) if transposed else (P, v)
+    gradient = hs % 2 == 1                              # P for even hs, dS for odd
+    causal, a, b, lengths = operands(kind, hs, dtype, transposed, gradient, _seed(kind, hs, transposed))
     out, ref = (np.full(a.shape[:-1] + (hs,), np.nan, dtype) for _ in range(2))
     products.attention_matmul(a, b, causal, lengths, transposed, out)
     products.attention_matmul_ref(a, b, causal, lengths, transposed, ref)
-    np.testing.assert_allclose(out, ref, rtol=1e-5 if dtype == np.float32 else 1e-13, atol=1e-6 if dtype == np.float32 else 1e-14)
-    np.testing.assert_allclose(ref, a @ b, rtol=1e-5, atol=1e-6)   # the twin is the plain product on such weights
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(out, ref, **tol)
 
 
 def in_order_fma(a, b):
@@ -70,9 +80,9 @@ def in_order_fma(a, b):
 
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("transposed", [False, True])
-def test_kernel_sums_in_order_of_k_with_fused_adds(kind, transposed):
-    causal, P, lengths, v, dy = weights(kind, 40, np.float32, seed=_seed(kind, "order", transposed))
-    a, b = (P.swapaxes(-1, -2), dy) if transposed else (P, v)
+@pytest.mark.parametrize("gradient", [False, True])
+def test_kernel_sums_in_order_of_k_with_fused_adds(kind, transposed, gradient):
+    causal, a, b, lengths = operands(kind, 40, np.float32, transposed, gradient, _seed(kind, "order", transposed))
     out = np.empty(a.shape[:-1] + (40,), np.float32)
     products.attention_matmul(a, b, causal, lengths, transposed, out)
     np.testing.assert_array_equal(out, in_order_fma(a, b))
@@ -102,34 +112,58 @@ def test_same_bits_as_numpy_where_openblas_sums_in_order(name):
     B, nh, Tq, Tk, hs, causal, padded = SHAPES[name]
     rng = np.random.default_rng(_seed(name))
     lengths = np.repeat(rng.integers(Tk // 2, Tk + 1, B) if padded else np.full(B, Tk), nh).astype(np.int64)
-    P = np.empty((B * nh, Tq, Tk), np.float32)
-    K.attention_softmax_forward(rng.normal(size=P.shape).astype(np.float32), np.float32(0.2), causal, lengths, P)
-    P = P.reshape(B, nh, Tq, Tk)
+    P, dS = (np.empty((B * nh, Tq, Tk), np.float32) for _ in range(2))
+    kernels.attention_softmax_forward(rng.normal(size=P.shape).astype(np.float32), np.float32(0.2), causal,
+                                      lengths, P)
+    kernels.attention_softmax_backward(P, rng.normal(size=P.shape).astype(np.float32), np.float32(0.2), causal,
+                                       lengths, dS)
+    P, dS = P.reshape(B, nh, Tq, Tk), dS.reshape(B, nh, Tq, Tk)
     kv = rng.normal(size=(B, Tk, 3 * nh * hs)).astype(np.float32).reshape(B, Tk, 3, nh, hs)
     v = kv.transpose(2, 0, 3, 1, 4)[2]                                        # a view, rows 3C apart
     dy = rng.normal(size=(B, Tq, nh, hs)).astype(np.float32).transpose(0, 2, 1, 3)
-    for a, b, transposed in [(P, v, False), (P.swapaxes(-1, -2), dy, True)]:
+    for a, b, transposed in [(P, v, False), (dS.swapaxes(-1, -2), dy, True)]:
         kernel = a.shape[-1] <= products.MAX_TERMS and hs % 16 == 0
         if kernel and not np.array_equal(np.matmul(a, b), in_order_fma(a, b)):
-            pytest.skip("this machine's OpenBLAS does not sum these products in order (another kernel, another "
+            pytest.skip("this machine's BLAS does not sum these products in order (another kernel, another "
                         "order): the attention op's bits differ from NumPy's matmul here, its values do not")
         out = np.empty((B, Tq, nh, hs) if not transposed else (B, Tk, nh, hs), np.float32).transpose(0, 2, 1, 3)
         products.visible_matmul(a, b, causal, lengths, transposed, out=out)
         np.testing.assert_array_equal(out, np.matmul(a, b))
 
 
-def test_visible_matmul_leaves_to_numpy_what_openblas_sums_otherwise_and_strided_rows():
-    causal, P, lengths, v, dy = weights("causal_cached", 32, np.float32)
-    one = P[:, :, -1:]                                       # a decoding step: one query
-    np.testing.assert_array_equal(products.visible_matmul(one, v, causal, lengths), np.matmul(one, v))
-    strided = v[..., ::2]                                    # rows not contiguous: no vector loads
-    np.testing.assert_array_equal(products.visible_matmul(P, strided, causal, lengths), np.matmul(P, strided))
-    narrow = v[..., :24]                                     # rows of 24: not whole 16-number vectors
-    np.testing.assert_array_equal(products.visible_matmul(P, narrow, causal, lengths), np.matmul(P, narrow))
-    long = np.tile(P, products.MAX_TERMS // P.shape[-1] + 1)  # more terms than MAX_TERMS
-    tall = np.tile(v, (1, 1, long.shape[-1] // v.shape[-2], 1))
-    np.testing.assert_array_equal(products.visible_matmul(long, tall, False, np.full(len(lengths), long.shape[-1])),
-                                  np.matmul(long, tall))
-    five = P[None]                                           # more leading axes than (B, nh)
-    np.testing.assert_allclose(products.visible_matmul(five, v[None], causal, lengths), np.matmul(five, v[None]),
-                               rtol=1e-5, atol=1e-6)
+def test_visible_matmul_leaves_to_numpy_what_openblas_sums_in_other_orders(monkeypatch):
+    """A one-query step, rows of 24 numbers, sums of over MAX_TERMS terms (each summed in another order
+    than the kernel's by this machine's OpenBLAS at these sizes), strided rows, more leading axes and
+    arguments that do not fit each other go to NumPy's matmul; the chapters' products to the kernel."""
+    calls = []
+    kernel = products.attention_matmul
+    monkeypatch.setattr(products, "attention_matmul", lambda *args: calls.append(1) or kernel(*args))
+    causal, P, _, lengths, v, _ = weights("causal", 64, np.float32)
+    P64 = np.tril(np.random.default_rng(1).random((3, 2, 64, 64), dtype=np.float32))
+    v64 = np.random.default_rng(2).normal(size=(3, 2, 64, 64)).astype(np.float32)
+    full = np.full(6, 64, np.int64)
+    terms = products.MAX_TERMS + 224                    # 480: OpenBLAS sums it in two blocks
+    long, tall = np.tile(P64, terms // 64 + 1)[..., :terms], np.tile(v64, (1, 1, terms // 64 + 1, 1))[..., :terms, :]
+    numpy_cases = [(P64[:, :, -1:], v64, True, full),     # one query
+                   (P64, v64[..., :24], True, full),       # rows of 24
+                   (long, tall, False, np.full(6, terms, np.int64)),
+                   (P, v[..., ::2], causal, lengths),      # rows not contiguous: no vector loads
+                   (P[None], v[None], causal, lengths),    # a leading axis more than (B, nh)
+                   (P, v[0], causal, lengths),             # b broadcast over the batch
+                   (P, v, causal, lengths[:3])]            # key_lengths of the wrong size
+    for a, b, is_causal, key_lengths in numpy_cases:
+        np.testing.assert_array_equal(products.visible_matmul(a, b, is_causal, key_lengths), np.matmul(a, b))
+    assert not calls
+    products.visible_matmul(P, v, causal, lengths)
+    assert calls
+
+
+def test_attention_matmul_refuses_arguments_that_do_not_fit():
+    causal, P, _, lengths, v, _ = weights("causal", 32, np.float32)
+    out = np.empty(P.shape[:-1] + (32,), np.float32)
+    with pytest.raises(ValueError, match="shapes"):
+        products.attention_matmul(P, v[:, :, :-1], causal, lengths, False, out)
+    with pytest.raises(ValueError, match="contiguous"):
+        products.attention_matmul(P, np.asfortranarray(v), causal, lengths, False, out)
+    with pytest.raises(Exception, match="(?i)typ"):         # Numba's typing error: one dtype for all three
+        products.attention_matmul(P, v.astype(np.float64), causal, lengths, False, out)

@@ -266,9 +266,8 @@ def test_erfc32_accuracy():
 
 # ---- one name for every plain twin ------------------------------------------------------------
 
-KERNEL_MODULES = ["scratchlm.autograd.kernels", "scratchlm.models.attention_kernels", "scratchlm.models.attention_products",
-                  "scratchlm.models.rnn_kernels",
-                  "scratchlm.ngram.kernels"]
+KERNEL_MODULES = ["scratchlm.autograd.kernels", "scratchlm.models.attention_kernels",
+                  "scratchlm.models.attention_products", "scratchlm.models.rnn_kernels", "scratchlm.ngram.kernels"]
 
 
 @pytest.mark.parametrize("module", KERNEL_MODULES)

@@ -10,8 +10,8 @@ gradient dS (attention.py's _attend and _attend_backward):
     dV = P^T dY     dK = dS^T Q       rows i: keys, k: queries      (a = P^T, dS^T: transposed views)
 
 and a is zero wherever a query does not see a key (attention_kernels.py writes P and dS as 0 there).
-With hi the softmax's visible prefix (query i sees keys k < hi, attention_kernels.py) and
-offset = Tk - Tq, the terms that can be nonzero are
+With L the number of real keys and offset = Tk - Tq (query i sits at position i + offset), the terms
+that can be nonzero are
 
     query row i:  keys    0 <= k < min(L, i + offset + 1) (causal),  k < L (not causal)
     key row j:    queries max(0, j - offset) <= i < Tq (causal),     all (not causal);  none if j >= L
@@ -26,20 +26,26 @@ per vector and step:
 
     acc[r, :] <- fma(a[i + r, k], b[k, :], acc[r, :])      k = k0, k0 + 1, ..., k1 - 1,  acc from +0
 
-Each entry is the sum of its terms in order of k, each product rounded once inside its fused add:
-the order in which OpenBLAS's kernels sum the attention's products on the machines measured, for rows
-of whole vectors and up to a few hundred terms. `visible_matmul` gives the kernel only those and
-leaves the rest to NumPy, so the op keeps NumPy's bits, and every figure its numbers
-(tests/test_attention_products.py checks that on the machine it runs on). A block's range
-is the union of its rows' ranges; the terms it adds beyond a row's own range are zeros of a, and
-adding +-0 to a sum that started at +0 leaves it as it was. The vectors are 16 float32 or 8 float64;
-on a machine with narrower vector registers LLVM splits them, the same arithmetic in the same order.
+Each entry is the sum of its terms in order of k, each product rounded once inside its fused add.
+That is how NumPy's OpenBLAS sums the attention's products on the machine the figures were made on
+(its SkylakeX kernels, with hardware FMA) for rows of whole vectors and up to a few hundred terms;
+`visible_matmul` gives the kernel only those and leaves the rest to NumPy, so there the op keeps
+NumPy's bits and every figure its numbers (tests/test_attention_products.py checks it on the machine
+it runs on, and says so where that machine's BLAS sums in another order: then the values agree, not
+the bits). A block's range is the union of its rows' ranges; the terms it adds beyond a row's own
+range are zeros of a, and adding +-0 to a sum that started at +0 leaves it as it was -- for finite b:
+a NaN or inf in b spreads to the rows whose terms the kernel adds, not to every row as in NumPy's
+product (the loss is NaN either way). The vectors are 16 float32 or 8 float64; on a machine with
+narrower vector registers LLVM splits them, the same arithmetic in the same order.
 
-The kernel takes arrays of any strides except that b's and out's rows must be contiguous (vectors are
-read and written whole); `visible_matmul`, what attention.py calls, checks that too.
+The kernel needs a, b and out of one float dtype, b's and out's rows contiguous (vectors are read and
+written whole) and shapes that agree; `visible_matmul`, what attention.py calls, checks all of that
+and hands anything else to NumPy's matmul.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from llvmlite import ir
@@ -50,19 +56,24 @@ from numba.extending import intrinsic
 from scratchlm.models.attention_kernels import attention_mask
 
 ROWS = 8         # rows of out a block keeps in registers: 8 rows x 2 vectors = 16 accumulators
-# OpenBLAS splits longer sums into blocks it adds up afterwards (from 449 terms on this machine's
-# kernels): beyond MAX_TERMS visible_matmul leaves the product to NumPy, whose bits the figures hold
+# OpenBLAS splits longer sums into blocks it adds up afterwards (its SkylakeX sgemm kernels here: 448
+# terms still in order, 480 not): beyond MAX_TERMS visible_matmul leaves the product to NumPy
 MAX_TERMS = 256
 
 
 def _fma_block(vectors: int, scalar: bool = False):
     """An intrinsic block(a, b, out, i0, rows, j0, k0, k1) for 2-D a (M, K), b (K, W), out (M, W):
     out[i0 + r, j0 : j0 + vectors * L] = sum_{k0 <= k < k1} a[i0 + r, k] b[k, j0 : ...] for r < rows
-    (rows <= ROWS), one fused multiply-add per vector and k, in order of k, from +0. L = 64 bytes of
-    the dtype, or L = 1 with scalar=True (the columns left over). The accumulators are LLVM values
-    (allocas that LLVM turns into registers); a row index past `rows` reads row i0 and stores nothing."""
+    (rows <= ROWS), one fused multiply-add per vector and k, in order of k, from +0; L = lanes = 64
+    bytes of the dtype (16 float32, 8 float64), or 1 with scalar=True (the columns left over). a, b
+    and out share one float dtype (typing refuses others); b's and out's rows must be contiguous. The
+    accumulators are LLVM values (allocas that LLVM turns into registers); a row index past `rows`
+    reads row i0 and stores nothing."""
     @intrinsic
     def block(typingctx, a, b, out, i0, rows, j0, k0, k1):
+        if not all(isinstance(t, types.Array) and t.ndim == 2 and t.dtype == a.dtype for t in (a, b, out)) \
+                or a.dtype not in (types.float32, types.float64):
+            return None
         signature = types.void(a, b, out, i0, rows, j0, k0, k1)
 
         def codegen(context, builder, sig, args):
@@ -119,12 +130,17 @@ _two_vectors, _one_vector, _one_column = _fma_block(2), _fma_block(1), _fma_bloc
 @njit(cache=True)
 def attention_matmul(a, b, causal, key_lengths, transposed, out):
     """out[z, h] = a[z, h] @ b[z, h] over the visible terms, for a (Z, H, M, K), b (Z, H, K, W), out (Z, H,
-    M, W) (b's and out's last axis contiguous); key_lengths (Z * H,) int64 as in attention_kernels.py,
-    matrix n = z * H + h. a holds weights (rows: queries, k: keys) or, transposed=True, their transpose
+    M, W) of one float dtype (b's and out's last axis contiguous); key_lengths (Z * H,) int64 in [0, Tk]
+    as in attention_kernels.py, matrix n = z * H + h. a holds weights (rows: queries, k: keys) or, transposed=True, their transpose
     (rows: keys, k: queries), zero wherever a query does not see a key: the kernel skips most of those
     terms and adds the rest."""
     Z, H, M, K = a.shape
     W = out.shape[3]
+    if b.shape != (Z, H, K, W) or out.shape[:3] != (Z, H, M) or key_lengths.shape[0] != Z * H:
+        raise ValueError("attention_matmul: shapes must be a (Z, H, M, K), b (Z, H, K, W), out (Z, H, M, W), "
+                         "key_lengths (Z * H,)")
+    if W > 0 and (b.strides[3] != b.itemsize or out.strides[3] != out.itemsize):
+        raise ValueError("attention_matmul: b's and out's rows must be contiguous")
     Tq, Tk = (K, M) if transposed else (M, K)
     offset = Tk - Tq                           # query i sits at position i + offset (attention_kernels.py)
     lanes = 64 // out.itemsize
@@ -162,40 +178,31 @@ def attention_matmul_ref(a, b, causal, key_lengths, transposed, out):
     np.matmul(np.where(mask.reshape(a.shape), a, 0).astype(a.dtype, copy=False), b, out=out)
 
 
-def _four_axes(x):
-    """x (..., M, K) as a (Z, H, M, K) view (the leading axes folded into Z), or None where that needs a copy."""
-    if x.ndim == 4:
-        return x
-    if x.ndim < 4:
-        return x.reshape((1,) * (4 - x.ndim) + x.shape)
-    try:
-        return x.reshape((-1, 1) + x.shape[-2:], copy=False)
-    except ValueError:
-        return None
-
-
 def visible_matmul(a, b, causal: bool, key_lengths, transposed: bool = False, out=None):
     """a @ b for weights a (..., Tq, Tk) (or their transpose a (..., Tk, Tq), transposed=True) that are
     zero wherever a query does not see a key (P and dS are), b (..., Tk, W) (or (..., Tq, W)), with the
     same N leading matrices, key_lengths (N,) int64: `attention_matmul` where the layout allows,
     NumPy's matmul otherwise (the same numbers: the terms it skips are zeros). Returns out (..., M, W),
-    a new array if None.
+    a new array if None. The kernel takes up to two leading axes ((B, nh), (N,) or none), NumPy more.
 
     The kernel takes the products NumPy's OpenBLAS also sums in order of k, so that it changes no bits:
-    not a single row (a decoding step's one query: OpenBLAS hands that to its matrix-vector kernel,
-    which sums in another order), nor rows whose width W is not a multiple of 16 numbers or sums of
-    more than MAX_TERMS terms (where OpenBLAS's kernels sum in other orders too: measured on the
-    machines of the README, tests/test_attention_products.py)."""
+    not a single row (a decoding step's one query: NumPy hands a one-row product to BLAS's
+    matrix-vector routine, which sums in another order), nor rows whose width W is not a multiple of 16
+    numbers, nor sums of more than MAX_TERMS terms (OpenBLAS's kernels sum those in other orders too:
+    measured, tests/test_attention_products.py)."""
     if out is None:
-        out = np.empty(a.shape[:-1] + b.shape[-1:], np.result_type(a, b))
-    a4, b4, out4 = (_four_axes(x) for x in (a, b, out))
+        out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + a.shape[-2:-1] + b.shape[-1:],
+                       np.result_type(a, b))
+    M, K, W = a.shape[-2], a.shape[-1], b.shape[-1]
+    lead = a.shape[:-2]
     itemsize = out.dtype.itemsize
-    M, K, W = a.shape[-2], a.shape[-1], out.shape[-1]
-    if (a.dtype == b.dtype == out.dtype and out.dtype in (np.float32, np.float64)
-            and M > 1 and W % 16 == 0 and K <= MAX_TERMS
-            and a4 is not None and b4 is not None and out4 is not None
+    if (a.ndim <= 4 and a.dtype == b.dtype == out.dtype and out.dtype in (np.float32, np.float64)
+            and b.shape == lead + (K, W) and out.shape == lead + (M, W)
+            and np.shape(key_lengths) == (math.prod(lead),) and M > 1 and W % 16 == 0 and K <= MAX_TERMS
             and b.strides[-1] == itemsize and out.strides[-1] == itemsize):
-        attention_matmul(a4, b4, causal, key_lengths, transposed, out4)
+        four = (1,) * (4 - a.ndim)             # (Z, H) = (B, nh), (1, N) or (1, 1)
+        attention_matmul(a.reshape(four + a.shape), b.reshape(four + b.shape), causal, key_lengths, transposed,
+                         out.reshape(four + out.shape))
     else:
         np.matmul(a, b, out=out)
     return out
