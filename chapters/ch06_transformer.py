@@ -22,8 +22,8 @@ Run:      python chapters/ch06_transformer.py [--quick]   (full run: 11.8 minute
 Figures:  figures/ch06_loss.png, figures/ch06_attention.png; numbers and samples in
           figures/ch06_results.json. The trained baby GPT is saved for Chapter 7 in
           checkpoints/ch06_baby_gpt.npz (with --quick: in the output folder).
-Library:  scratchlm/models/gpt.py, scratchlm/models/attention_kernels.py, scratchlm/train.py,
-          scratchlm/generate.py
+Library:  scratchlm/models/gpt.py, scratchlm/models/attention_kernels.py,
+          scratchlm/models/attention_products.py, scratchlm/train.py, scratchlm/generate.py
 """
 
 import dataclasses
