@@ -190,19 +190,20 @@ def visible_matmul(a, b, causal: bool, key_lengths, transposed: bool = False, ou
     matrix-vector routine, which sums in another order), nor rows whose width W is not a multiple of 16
     numbers, nor sums of more than MAX_TERMS terms (OpenBLAS's kernels sum those in other orders too:
     measured, tests/test_attention_products.py)."""
-    if out is None:
-        out = np.empty(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + a.shape[-2:-1] + b.shape[-1:],
-                       np.result_type(a, b))
-    M, K, W = a.shape[-2], a.shape[-1], b.shape[-1]
+    M, K = a.shape[-2:]
+    W = b.shape[-1]
     lead = a.shape[:-2]
-    itemsize = out.dtype.itemsize
-    if (a.ndim <= 4 and a.dtype == b.dtype == out.dtype and out.dtype in (np.float32, np.float64)
-            and b.shape == lead + (K, W) and out.shape == lead + (M, W)
-            and np.shape(key_lengths) == (math.prod(lead),) and M > 1 and W % 16 == 0 and K <= MAX_TERMS
-            and b.strides[-1] == itemsize and out.strides[-1] == itemsize):
-        four = (1,) * (4 - a.ndim)             # (Z, H) = (B, nh), (1, N) or (1, 1)
-        attention_matmul(a.reshape(four + a.shape), b.reshape(four + b.shape), causal, key_lengths, transposed,
-                         out.reshape(four + out.shape))
-    else:
-        np.matmul(a, b, out=out)
-    return out
+    item = a.itemsize
+    if (a.ndim <= 4 and a.dtype.char in "fd" and b.dtype == a.dtype and b.shape == lead + (K, W)
+            and b.strides[-1] == item and key_lengths.shape == (math.prod(lead),)
+            and M > 1 and W % 16 == 0 and K <= MAX_TERMS
+            and (out is None or (out.dtype == a.dtype and out.shape == lead + (M, W) and out.strides[-1] == item))):
+        out = np.empty(lead + (M, W), a.dtype) if out is None else out
+        if a.ndim == 4:
+            attention_matmul(a, b, causal, key_lengths, transposed, out)
+        else:                                  # (Z, H) = (1, N) or (1, 1)
+            four = (1,) * (4 - a.ndim)
+            attention_matmul(a.reshape(four + a.shape), b.reshape(four + b.shape), causal, key_lengths, transposed,
+                             out.reshape(four + out.shape))
+        return out
+    return np.matmul(a, b, out=out)
