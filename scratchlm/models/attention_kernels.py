@@ -123,6 +123,13 @@ def causal_softmax_backward_ref(probs, grad_probs, scale, out):
 # The same loops as the causal kernels above, with the visible prefix hi computed per row; for a
 # causal, unpadded batch they give the same bits.
 
+@njit(cache=True, inline="always")
+def _visible_keys(i, length, offset, causal):
+    """hi: query i, at position i + offset among the keys, of a matrix with `length` real keys sees the
+    keys j < hi (none when hi <= 0). The softmax kernels below and attention_products.py's kernel."""
+    return min(length, i + offset + 1) if causal else length
+
+
 @njit(cache=True, fastmath=FAST)
 def attention_softmax_forward(scores, scale, causal, key_lengths, out):
     """out (N, Tq, Tk) = attention weights of scores (N, Tq, Tk); query i of matrix n sees keys
@@ -131,7 +138,7 @@ def attention_softmax_forward(scores, scale, causal, key_lengths, out):
     offset = Tk - Tq
     for n in range(N):
         for i in range(Tq):
-            visible = min(key_lengths[n], i + offset + 1) if causal else key_lengths[n]
+            visible = _visible_keys(i, key_lengths[n], offset, causal)
             p = out[n, i]
             if visible <= 0:                       # no key to attend to: weights 0, output 0
                 p[:] = 0.0
@@ -155,7 +162,7 @@ def attention_softmax_backward(probs, grad_probs, scale, causal, key_lengths, ou
     offset = Tk - Tq
     for n in range(N):
         for i in range(Tq):
-            visible = max(0, min(key_lengths[n], i + offset + 1) if causal else key_lengths[n])
+            visible = max(0, _visible_keys(i, key_lengths[n], offset, causal))
             p, g, d = probs[n, i], grad_probs[n, i], out[n, i]
             dot = numerics.row_dot(g[:visible], p[:visible])
             for j in range(visible):

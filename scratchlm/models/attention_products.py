@@ -53,7 +53,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from scratchlm.models.attention_kernels import attention_mask
+from scratchlm.models.attention_kernels import _visible_keys, attention_mask
 
 ROWS = 8         # rows of out a block keeps in registers: 8 rows x 2 vectors = 16 accumulators
 # OpenBLAS splits longer sums into blocks it adds up afterwards (its SkylakeX sgemm kernels here: 448
@@ -131,9 +131,9 @@ _two_vectors, _one_vector, _one_column = _fma_block(2), _fma_block(1), _fma_bloc
 def attention_matmul(a, b, causal, key_lengths, transposed, out):
     """out[z, h] = a[z, h] @ b[z, h] over the visible terms, for a (Z, H, M, K), b (Z, H, K, W), out (Z, H,
     M, W) of one float dtype (b's and out's last axis contiguous); key_lengths (Z * H,) int64 in [0, Tk]
-    as in attention_kernels.py, matrix n = z * H + h. a holds weights (rows: queries, k: keys) or, transposed=True, their transpose
-    (rows: keys, k: queries), zero wherever a query does not see a key: the kernel skips most of those
-    terms and adds the rest."""
+    as in attention_kernels.py, matrix n = z * H + h. a holds weights (rows: queries, k: keys) or, with
+    transposed=True, their transpose (rows: keys, k: queries), zero wherever a query does not see a
+    key: the kernel skips most of those terms and adds the rest."""
     Z, H, M, K = a.shape
     W = out.shape[3]
     if b.shape != (Z, H, K, W) or out.shape[:3] != (Z, H, M) or key_lengths.shape[0] != Z * H:
@@ -151,8 +151,8 @@ def attention_matmul(a, b, causal, key_lengths, transposed, out):
             for i in range(0, M, ROWS):
                 rows = min(ROWS, M - i)
                 # the block's k: the union of its rows' ranges, which grow with the row
-                if not transposed:             # query rows i .. i + rows - 1 see keys k < hi
-                    k0, k1 = 0, min(length, i + rows + offset) if causal else length
+                if not transposed:             # query rows i .. i + rows - 1: the last row's keys
+                    k0, k1 = 0, _visible_keys(i + rows - 1, length, offset, causal)
                 elif i < length:               # key rows: the queries from position i on (causal) see them
                     k0, k1 = min(K, max(0, i - offset)) if causal else 0, K
                 else:                          # padding keys: no query sees them
