@@ -297,14 +297,16 @@ def _attention(model, name, B, nh, Tq, Tk, hs, causal, lengths, rng, cross: bool
                   2 * flops, lambda: op().data, y, G, inputs,
                   (lambda: sdpa().transpose(1, 2).reshape(B, Tq, C)) if torch is not None else None,
                   theirs_backward if torch is not None else None, rtol=1e-3)
-    # ours: what the op calls on the views it multiplies -- NumPy's stacked matmul for the scores and dP, the
-    # kernel of attention_products.py over the visible keys for the other four; PyTorch's: torch.bmm on
-    # contiguous copies (transposes as views)
+    # ours: what the op calls on the views it multiplies -- NumPy's stacked matmul for the scores and dP,
+    # the kernel of attention_products.py over the visible keys for the other four; PyTorch's: torch.bmm
+    # on contiguous copies (transposes as views)
     def visible(a, b, transposed=False):
         return lambda: attention_products.visible_matmul(a, b, causal, key_lengths, transposed)
-    products = [("scores S = Q K^T", lambda: qh @ kh.swapaxes(-1, -2), lambda: bmm(th["q"], th["k"].transpose(-1, -2))),
+    products = [("scores S = Q K^T", lambda: qh @ kh.swapaxes(-1, -2),
+                 lambda: bmm(th["q"], th["k"].transpose(-1, -2))),
                 ("values Y = P V", visible(P, vh), lambda: bmm(th["P"], th["v"])),
-                ("backward dP = dY V^T", lambda: dY @ vh.swapaxes(-1, -2), lambda: bmm(th["dY"], th["v"].transpose(-1, -2))),
+                ("backward dP = dY V^T", lambda: dY @ vh.swapaxes(-1, -2),
+                 lambda: bmm(th["dY"], th["v"].transpose(-1, -2))),
                 ("backward dV = P^T dY", visible(P.swapaxes(-1, -2), dY, True),
                  lambda: bmm(th["P"].transpose(-1, -2), th["dY"])),
                 ("backward dQ = dS K", visible(dS, kh), lambda: bmm(th["dS"], th["k"])),

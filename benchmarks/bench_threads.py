@@ -13,8 +13,9 @@ The shapes are those of the baby GPT (Chapter 6): rows of 128 for LayerNorm, 65 
 cross-entropy; GELU and AdamW see flat arrays.
 
 Run it on an idle machine: on a machine whose other core is busy the second thread waits for it,
-and two threads gain nothing at any size (0.83-1.11x on the Xeon of the README's Benchmarks). The last line gives the smallest size from
-which two threads won for every kernel, beside the threshold scratchlm uses.
+and two threads gain nothing at any size (0.83-1.11x on the Xeon of the README's Benchmarks). The
+last line gives the smallest size from which two threads won for every kernel, beside the threshold
+scratchlm uses.
 """
 
 from __future__ import annotations

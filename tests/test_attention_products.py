@@ -143,7 +143,8 @@ def test_visible_matmul_leaves_to_numpy_what_openblas_sums_in_other_orders(monke
     v64 = np.random.default_rng(2).normal(size=(3, 2, 64, 64)).astype(np.float32)
     full = np.full(6, 64, np.int64)
     terms = products.MAX_TERMS + 224                    # 480: OpenBLAS sums it in two blocks
-    long, tall = np.tile(P64, terms // 64 + 1)[..., :terms], np.tile(v64, (1, 1, terms // 64 + 1, 1))[..., :terms, :]
+    long = np.tile(P64, terms // 64 + 1)[..., :terms]
+    tall = np.tile(v64, (1, 1, terms // 64 + 1, 1))[..., :terms, :]
     numpy_cases = [(P64[:, :, -1:], v64, True, full),     # one query
                    (P64, v64[..., :24], True, full),       # rows of 24
                    (long, tall, False, np.full(6, terms, np.int64)),
