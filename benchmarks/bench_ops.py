@@ -31,8 +31,9 @@ models/attention.py, the optimiser, the LSTM layer and its kernels, the LoRA lay
 runs the op's backward on a fixed output gradient: its closure, or for an op made of several Tensor
 ops (the LSTM layer, LoRA) the walk loss.backward() makes over its graph. PyTorch's rows call the op
 (torch.nn.functional; torch.bmm on contiguous copies for the attention's batched products, which
-scratchlm multiplies as strided views of the packed q, k, v: the scores and dP by NumPy's matmul, the
-four products by the weights by models/attention_products.py's kernel) and, for a backward, the aten function
+scratchlm multiplies as strided views of the packed q, k, v with models/attention_products.py: the scores
+and dP by its scores_matmul (its kernel where OpenBLAS would use its small-matrix kernel, NumPy's matmul
+elsewhere), the four products by the weights by visible_matmul) and, for a backward, the aten function
 autograd would call (e.g. native_layer_norm_backward), or autograd itself where the op is several
 aten calls (cross-entropy, attention). The attention softmax's PyTorch twin is torch.softmax of
 already masked and scaled scores (less work than scratchlm's kernel, which masks and scales).
@@ -297,15 +298,15 @@ def _attention(model, name, B, nh, Tq, Tk, hs, causal, lengths, rng, cross: bool
                   2 * flops, lambda: op().data, y, G, inputs,
                   (lambda: sdpa().transpose(1, 2).reshape(B, Tq, C)) if torch is not None else None,
                   theirs_backward if torch is not None else None, rtol=1e-3)
-    # ours: what the op calls on the views it multiplies -- NumPy's stacked matmul for the scores and dP,
-    # the kernel of attention_products.py over the visible keys for the other four; PyTorch's: torch.bmm
-    # on contiguous copies (transposes as views)
+    # ours: what the op calls on the views it multiplies -- attention_products.py's scores_matmul for the
+    # scores and dP, its kernel over the visible keys for the other four; PyTorch's: torch.bmm on
+    # contiguous copies (transposes as views)
     def visible(a, b, transposed=False):
         return lambda: attention_products.visible_matmul(a, b, causal, key_lengths, transposed)
-    products = [("scores S = Q K^T", lambda: qh @ kh.swapaxes(-1, -2),
+    products = [("scores S = Q K^T", lambda: attention_products.scores_matmul(qh, kh),
                  lambda: bmm(th["q"], th["k"].transpose(-1, -2))),
                 ("values Y = P V", visible(P, vh), lambda: bmm(th["P"], th["v"])),
-                ("backward dP = dY V^T", lambda: dY @ vh.swapaxes(-1, -2),
+                ("backward dP = dY V^T", lambda: attention_products.scores_matmul(dY, vh),
                  lambda: bmm(th["dY"], th["v"].transpose(-1, -2))),
                 ("backward dV = P^T dY", visible(P.swapaxes(-1, -2), dY, True),
                  lambda: bmm(th["P"].transpose(-1, -2), th["dY"])),

@@ -32,8 +32,8 @@ Run:      python chapters/ch09_pretrained_transformers.py [--quick]   (full run:
 Figures:  figures/ch09_masks.png, ch09_context.png, ch09_seq2seq.png, ch09_modern.png; numbers in
           figures/ch09_results.json
 Library:  scratchlm/models/bert.py, scratchlm/models/t5.py, scratchlm/models/gpt.py,
-          scratchlm/models/attention.py, scratchlm/models/masks.py, scratchlm/objectives.py,
-          scratchlm/tasks.py, scratchlm/train.py, scratchlm/generate.py
+          scratchlm/models/attention.py, scratchlm/models/attention_products.py, scratchlm/models/masks.py,
+          scratchlm/objectives.py, scratchlm/tasks.py, scratchlm/train.py, scratchlm/generate.py
 """
 
 import dataclasses

@@ -168,3 +168,103 @@ def test_attention_matmul_refuses_arguments_that_do_not_fit():
         products.attention_matmul(P, np.asfortranarray(v), causal, lengths, False, out)
     with pytest.raises(Exception, match="(?i)typ"):         # Numba's typing error: one dtype for all three
         products.attention_matmul(P, v.astype(np.float64), causal, lengths, False, out)
+
+
+# ---- the scores S = Q K^T and dP = dY V^T ------------------------------------------------------------
+
+def packed(B, T, nh, hs, rng, parts=3, part=0):
+    """One of `parts` (B, nh, T, hs) views of a packed (B, T, parts * nh * hs) projection, as attention
+    slices q, k, v (or k, v of cross-attention) out of c_attn's output: rows parts * nh * hs numbers apart."""
+    x = rng.normal(size=(B, T, parts * nh * hs)).astype(np.float32)
+    return x.reshape(B, T, parts, nh, hs).transpose(2, 0, 3, 1, 4)[part]
+
+
+def small_kernel_sum(a, b):
+    """a @ b^T as attention_scores promises to sum it (OpenBLAS's small-matrix kernel for A^T B):
+    partial c = the fused sum of the terms k = c, c + 16, ... in order from +0, then the 16 partials
+    added pairwise in order, in float32. The fused add is emulated as in `in_order_fma`."""
+    terms = a[..., :, None, :].astype(np.float64) * b[..., None, :, :]          # (..., M, N, K), exact
+    partial = np.zeros(terms.shape[:-1] + (16,), np.float32)
+    for k in range(0, a.shape[-1], 16):
+        partial = (terms[..., k:k + 16] + partial).astype(np.float32)
+    while partial.shape[-1] > 1:
+        partial = partial[..., 0::2] + partial[..., 1::2]
+    return partial[..., 0]
+
+
+SCORE_SHAPES = [(16, 64, 32), (16, 16, 32), (2, 16, 32), (6, 48, 32), (4, 16, 64), (20, 48, 64), (12, 96, 32)]
+
+
+@pytest.mark.parametrize("Tq, Tk, hs", SCORE_SHAPES)
+def test_scores_kernel_matches_numpy_twin_and_sums_as_promised(Tq, Tk, hs):
+    """The kernel against its twin (NumPy's matmul) on the strided views attention multiplies, and
+    against the order of summation it promises, exactly (the twin's order is its BLAS's)."""
+    rng = np.random.default_rng(_seed("scores", Tq, Tk, hs))
+    q, k = packed(3, Tq, 2, hs, rng), packed(3, Tk, 2, hs, rng, parts=2)
+    out, ref = (np.full((3, 2, Tq, Tk), np.nan, np.float32) for _ in range(2))
+    products.attention_scores(q, k, out)
+    products.attention_scores_ref(q, k, ref)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out, small_kernel_sum(q, k))
+
+
+@pytest.mark.parametrize("name", ["t5_decoder", "t5_cross"])
+def test_scores_same_bits_as_numpy_at_t5s_shapes(name, monkeypatch):
+    """T5's scores and dP (Chapter 9: 16 decoder tokens over themselves and over 64 encoder tokens, heads
+    of 32) are what scores_matmul gives the kernel; OpenBLAS sums them with its small-matrix kernel, in
+    the order the kernel sums them, so the op keeps NumPy's bits there."""
+    B, nh, Tq, Tk, hs, _, _ = SHAPES[name]
+    rng = np.random.default_rng(_seed("scores", name))
+    q, dy = packed(B, Tq, nh, hs, rng), packed(B, Tq, nh, hs, rng, parts=1)
+    k, v = packed(B, Tk, nh, hs, rng, parts=2), packed(B, Tk, nh, hs, rng, parts=2, part=1)
+    calls = []
+    kernel = products.attention_scores
+    monkeypatch.setattr(products, "attention_scores", lambda *args: calls.append(1) or kernel(*args))
+    for a, b in [(q, k), (dy, v)]:
+        expected = np.matmul(a, b.swapaxes(-1, -2))
+        if not np.array_equal(expected, small_kernel_sum(a, b)):
+            pytest.skip("this machine's BLAS sums these products in another order: the op's bits differ from "
+                        "NumPy's matmul here, its values do not")
+        np.testing.assert_array_equal(products.scores_matmul(a, b), expected)
+    assert len(calls) == 2
+
+
+def test_scores_matmul_leaves_to_numpy_what_the_kernel_does_not_sum_as_openblas(monkeypatch):
+    """Products OpenBLAS sums in its GEMM order (M * N > 1200: the GPT's and BERT's 64 x 64 scores), heads
+    of 16, 24 or 48 numbers, float64, an odd number of queries, keys not in blocks of 16, one query,
+    strided rows, more leading axes and arguments that do not fit go to NumPy's matmul."""
+    calls = []
+    kernel = products.attention_scores
+    monkeypatch.setattr(products, "attention_scores", lambda *args: calls.append(1) or kernel(*args))
+    rng = np.random.default_rng(3)
+
+    def qk(Tq, Tk, hs, dtype=np.float32):
+        return packed(2, Tq, 2, hs, rng).astype(dtype, copy=False), packed(2, Tk, 2, hs, rng, parts=2)
+    q, k = qk(16, 64, 32)
+    numpy_cases = [qk(64, 64, 32), qk(16, 64, 16), qk(16, 16, 24), qk(16, 16, 48),
+                   (q.astype(np.float64), k.astype(np.float64)), qk(15, 16, 32), qk(16, 40, 32), qk(1, 64, 32),
+                   (packed(2, 16, 2, 64, rng)[..., ::2], k), (q[None], k[None]), (q, k[0])]
+    for a, b in numpy_cases:
+        np.testing.assert_array_equal(products.scores_matmul(a, b), np.matmul(a, b.swapaxes(-1, -2)))
+    with pytest.raises(ValueError, match="mismatch"):                       # NumPy's own error
+        products.scores_matmul(q[..., :16], k)
+    assert not calls
+    out = np.empty((2, 2, 16, 64), np.float32)
+    assert products.scores_matmul(q, k, out=out) is out and calls
+    np.testing.assert_array_equal(products.scores_matmul(q[0, 0], k[0, 0]), out[0, 0])   # no leading axes
+
+
+def test_attention_scores_refuses_arguments_that_do_not_fit():
+    rng = np.random.default_rng(4)
+    q, k = packed(2, 16, 2, 32, rng), packed(2, 64, 2, 32, rng, parts=2)
+    out = np.empty((2, 2, 16, 64), np.float32)
+    with pytest.raises(ValueError, match="shapes"):
+        products.attention_scores(q, k[:, :, :48], out)
+    with pytest.raises(ValueError, match="K = 32 or 64"):
+        products.attention_scores(q[..., :16], k[..., :16], out)
+    with pytest.raises(ValueError, match="K = 32 or 64"):
+        products.attention_scores(q[:, :, :15], k, out[:, :, :15])
+    with pytest.raises(ValueError, match="contiguous"):
+        products.attention_scores(q, np.asfortranarray(k), out)
+    with pytest.raises(Exception, match="(?i)typ"):         # Numba's typing error: float32 only
+        products.attention_scores(q.astype(np.float64), k.astype(np.float64), out.astype(np.float64))

@@ -82,7 +82,7 @@ def _attend(q, k, v, scale, causal: bool, lengths: np.ndarray, dropout: float, o
     each of the N = prod(...) matrices. y is written into `out` when given (any strides: the modules
     pass a (B, nh, Tq, hv) view of a (B, Tq, nh, hv) array, so that heads side by side need no copy)."""
     Tq, Tk = q.shape[-2], k.shape[-2]
-    scores = q @ k.swapaxes(-1, -2)                                          # (..., Tq, Tk)
+    scores = products.scores_matmul(q, k)                                    # (..., Tq, Tk)
     att = np.empty_like(scores)
     kernels.attention_softmax_forward(scores.reshape(-1, Tq, Tk), scale, causal, lengths,
                                       att.reshape(-1, Tq, Tk))
@@ -102,7 +102,7 @@ def _attend_backward(dy, q, k, v, att, mask, scale, causal: bool, lengths: np.nd
                                 transposed=True, out=dv)
     if dq is None and dk is None:
         return
-    datt = dy @ v.swapaxes(-1, -2)                                           # dP = dY V^T
+    datt = products.scores_matmul(dy, v)                                     # dP = dY V^T
     if mask is not None:
         datt *= mask
     dscores = np.empty_like(datt)                                            # dS, scale included

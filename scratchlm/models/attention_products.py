@@ -1,4 +1,4 @@
-"""The batched products of attention by its weights (Chapters 6 and 9): one Numba kernel with a NumPy twin.
+"""The batched products of attention (Chapters 6 and 9): two Numba kernels, each with a NumPy twin.
 
 Attention multiplies one small matrix pair per batch row and head, B * nh of them a step (48 products
 of (64, 64) by (64, 32) for the baby GPT). Four of its six products are by the weights P or their
@@ -17,7 +17,7 @@ that can be nonzero are
     key row j:    queries max(0, j - offset) <= i < Tq (causal),     all (not causal);  none if j >= L
 
 so causal attention needs about half of every product and a padded batch none of its padding. The
-other two products, the scores S = Q K^T and dP = dY V^T, stay NumPy's matmul.
+other two products, the scores S = Q K^T and dP = dY V^T, are `scores_matmul` (below the first kernel).
 
 NumPy's matmul calls OpenBLAS once per matrix. `attention_matmul` runs the whole batch in one call. Its
 inner kernel (`_fma_block`, written in LLVM IR like numerics.py's lanes) holds ROWS rows of out in
@@ -41,6 +41,17 @@ narrower vector registers LLVM splits them, the same arithmetic in the same orde
 The kernel needs a, b and out of one float dtype, b's and out's rows contiguous (vectors are read and
 written whole) and shapes that agree; `visible_matmul`, what attention.py calls, checks all of that
 and hands anything else to NumPy's matmul.
+
+The scores multiply rows by rows, S[i, j] = sum_d q[i, d] k[j, d], each a dot product of two contiguous
+rows. For small matrices (M * N <= 1200, K >= 32: T5's decoder of 16 tokens over itself and over 64
+encoder tokens) OpenBLAS sums them with its small-matrix kernel for A^T B: 16 partial sums per score
+(one 64-byte vector; partial c adds the terms d = c, c + 16, ... with fused multiply-adds from +0),
+then the 16 added pairwise in order, ((p0 + p1) + (p2 + p3)) + ... -- at about a fifth of its GEMM
+rate, since each score ends in a horizontal sum. `attention_scores` sums them the same way, faster:
+it first transposes each block of 16 keys (`_transpose16`, in registers), so that lane t of a vector
+holds key t; then the 16 partial sums of 16 scores are 16 vectors, fused from broadcast q's, and the
+pairwise sum is 15 whole-vector adds (`_score_block`). Each score's sum is OpenBLAS's, to the bit;
+elsewhere OpenBLAS sums in order of d in its GEMM kernel, and `scores_matmul` leaves those to NumPy.
 """
 
 from __future__ import annotations
@@ -59,6 +70,13 @@ ROWS = 8         # rows of out a block keeps in registers: 8 rows x 2 vectors = 
 # OpenBLAS splits longer sums into blocks it adds up afterwards (its SkylakeX sgemm kernels here: 448
 # terms still in order, 480 not): beyond MAX_TERMS visible_matmul leaves the product to NumPy
 MAX_TERMS = 256
+LANES = 16       # float32 in a 64-byte vector: the scores kernel's lanes, one per key
+
+
+def _address(builder, array, strides, i, j, kind):
+    """&array[i, j] of a 2-D array (a Numba array struct, its strides in bytes) as a pointer to `kind`."""
+    offset = builder.add(builder.mul(i, strides[0]), builder.mul(j, strides[1]))
+    return builder.bitcast(builder.gep(builder.bitcast(array.data, cgutils.voidptr_t), [offset]), kind.as_pointer())
 
 
 def _fma_block(vectors: int, scalar: bool = False):
@@ -88,11 +106,8 @@ def _fma_block(vectors: int, scalar: bool = False):
             A, Bm, O = ((arr, cgutils.unpack_tuple(builder, arr.strides, 2)) for arr in arrays)
             i0, rows, j0, k0, k1 = (context.cast(builder, v, t, types.intp) for v, t in zip(args[3:], sig.args[3:]))
 
-            def address(array, i, j, kind):           # &array[i, j] as a pointer to `kind`, strides in bytes
-                data, strides = array
-                offset = builder.add(builder.mul(i, strides[0]), builder.mul(j, strides[1]))
-                return builder.bitcast(builder.gep(builder.bitcast(data.data, cgutils.voidptr_t), [offset]),
-                                       kind.as_pointer())
+            def address(array, i, j, kind):
+                return _address(builder, *array, i, j, kind)
 
             def column(v):
                 return builder.add(j0, ir.Constant(intp, v * lanes))
@@ -199,11 +214,172 @@ def visible_matmul(a, b, causal: bool, key_lengths, transposed: bool = False, ou
             and M > 1 and W % 16 == 0 and K <= MAX_TERMS
             and (out is None or (out.dtype == a.dtype and out.shape == lead + (M, W) and out.strides[-1] == item))):
         out = np.empty(lead + (M, W), a.dtype) if out is None else out
-        if a.ndim == 4:
-            attention_matmul(a, b, causal, key_lengths, transposed, out)
-        else:                                  # (Z, H) = (1, N) or (1, 1)
-            four = (1,) * (4 - a.ndim)
-            attention_matmul(a.reshape(four + a.shape), b.reshape(four + b.shape), causal, key_lengths, transposed,
-                             out.reshape(four + out.shape))
+        attention_matmul(_four_axes(a), _four_axes(b), causal, key_lengths, transposed, _four_axes(out))
         return out
     return np.matmul(a, b, out=out)
+
+
+def _four_axes(x):
+    """x (..., m, n) with at most two leading axes as (Z, H, m, n): (1, N, m, n) or (1, 1, m, n), a view."""
+    return x if x.ndim == 4 else x.reshape((1,) * (4 - x.ndim) + x.shape)
+
+
+# ---- the scores S = Q K^T and dP = dY V^T -------------------------------------------------------
+
+def _float32_matrices(*types_):
+    return all(isinstance(t, types.Array) and t.ndim == 2 and t.dtype == types.float32 for t in types_)
+
+
+@intrinsic
+def _transpose16(typingctx, src, r0, c0, dst, slot):
+    """dst[slot + c, r] = src[r0 + r, c0 + c] for r, c < 16: a 16 x 16 block of float32 transposed in
+    registers (four rounds of zipping row r with row r + 8); src's rows contiguous, dst (n, 16) C-contiguous."""
+    if not _float32_matrices(src, dst):
+        return None
+    signature = types.void(src, r0, c0, dst, slot)
+
+    def codegen(context, builder, sig, args):
+        vec, i32 = ir.VectorType(ir.FloatType(), LANES), ir.IntType(32)
+        intp = context.get_value_type(types.intp)
+        S, D = (context.make_array(sig.args[n])(context, builder, args[n]) for n in (0, 3))
+        r0, c0, slot = (context.cast(builder, args[n], sig.args[n], types.intp) for n in (1, 2, 4))
+        first = _address(builder, S, cgutils.unpack_tuple(builder, S.strides, 2), r0, c0, ir.IntType(8))
+        row_stride = cgutils.unpack_tuple(builder, S.strides, 2)[0]
+        v = [builder.load(builder.bitcast(builder.gep(first, [builder.mul(row_stride, ir.Constant(intp, r))]),
+                                          vec.as_pointer()), align=4) for r in range(LANES)]
+        zip_lo = ir.Constant(ir.VectorType(i32, LANES), [t // 2 + LANES * (t % 2) for t in range(LANES)])
+        zip_hi = ir.Constant(ir.VectorType(i32, LANES), [LANES // 2 + t // 2 + LANES * (t % 2) for t in range(LANES)])
+        for _ in range(4):
+            v = [w for r in range(LANES // 2) for w in (builder.shuffle_vector(v[r], v[r + 8], zip_lo),
+                                                         builder.shuffle_vector(v[r], v[r + 8], zip_hi))]
+        out = _address(builder, D, cgutils.unpack_tuple(builder, D.strides, 2), slot, ir.Constant(intp, 0), vec)
+        for c in range(LANES):
+            builder.store(v[c], builder.gep(out, [ir.Constant(intp, c)]), align=4)
+        return context.get_dummy_value()
+    return signature, codegen
+
+
+def _score_block(term_vectors: int, key_blocks: int):
+    """An intrinsic block(a, kt, out, i, slot, j0) for a (M, K) with K = 16 * term_vectors, out (M, N) and
+    kt (n, 16) holding the keys transposed, kt[slot + 16 kb + c, t] = b[j0 + t, 16 kb + c] (the next 16
+    keys' at slot + K): out[i + r, j0 + t] = sum_k a[i + r, k] b[j0 + t, k] for rows r < 2 and keys
+    t < 16 * key_blocks, summed as OpenBLAS's small-matrix kernel sums A^T B: 16 partial sums, partial c
+    adding the terms k = c, c + 16, ... in order with fused multiply-adds from +0, then the 16 added
+    pairwise in order, ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7)) + ... Lane t of each vector is
+    key j0 + t, so the partial sums of 16 keys are 16 vectors and the pairwise adds whole-vector adds (no
+    shuffles); each load serves 2 rows or key_blocks blocks of 16 keys."""
+    @intrinsic
+    def block(typingctx, a, kt, out, i, slot, j0):
+        if not _float32_matrices(a, kt, out):
+            return None
+        signature = types.void(a, kt, out, i, slot, j0)
+
+        def codegen(context, builder, sig, args):
+            f32, i32 = ir.FloatType(), ir.IntType(32)
+            vec, intp = ir.VectorType(f32, LANES), context.get_value_type(types.intp)
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec] * 3), "llvm.fma.v16f32")
+            A, KT, O = (context.make_array(t)(context, builder, v) for t, v in zip(sig.args[:3], args[:3]))
+            As, Ks, Os = (cgutils.unpack_tuple(builder, x.strides, 2) for x in (A, KT, O))
+            i, slot, j0 = (context.cast(builder, v, t, types.intp) for v, t in zip(args[3:], sig.args[3:]))
+            zero, splat = ir.Constant(intp, 0), ir.Constant(ir.VectorType(i32, LANES), [0] * LANES)
+            rows = [_address(builder, A, As, builder.add(i, ir.Constant(intp, r)), zero, f32) for r in range(2)]
+            keys = _address(builder, KT, Ks, slot, zero, vec)
+            pending = [[[] for _ in range(key_blocks)] for _ in rows]   # per row and key block: (level, sum)
+            for c in range(LANES):
+                acc = [[ir.Constant(vec, None)] * key_blocks for _ in rows]
+                for kb in range(term_vectors):
+                    kv = [builder.load(builder.gep(keys, [ir.Constant(intp, LANES * (term_vectors * j + kb) + c)]),
+                                       align=4) for j in range(key_blocks)]
+                    for r, row in enumerate(rows):
+                        x = builder.load(builder.gep(row, [ir.Constant(intp, LANES * kb + c)]))
+                        one = builder.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(i32, 0))
+                        x = builder.shuffle_vector(one, one, splat)
+                        for j in range(key_blocks):
+                            acc[r][j] = builder.call(fma, [x, kv[j], acc[r][j]])
+                for r in range(len(rows)):
+                    for j in range(key_blocks):            # pairwise, in order
+                        stack = pending[r][j]
+                        stack.append((0, acc[r][j]))
+                        while len(stack) > 1 and stack[-1][0] == stack[-2][0]:
+                            (level, right), (_, left) = stack.pop(), stack.pop()
+                            stack.append((level + 1, builder.fadd(left, right)))
+            for r in range(len(rows)):
+                for j in range(key_blocks):
+                    where = _address(builder, O, Os, builder.add(i, ir.Constant(intp, r)),
+                                     builder.add(j0, ir.Constant(intp, LANES * j)), vec)
+                    builder.store(pending[r][j][0][1], where, align=4)
+            return context.get_dummy_value()
+        return signature, codegen
+    return block
+
+
+# the kernel's blocks by head size (32, 64) and keys (32, 16: the last block of an odd number)
+SCORE_TERMS = (32, 64)
+_scores_32x2, _scores_32x1, _scores_64x2, _scores_64x1 = (_score_block(v, j) for v in (2, 4) for j in (2, 1))
+
+
+@njit(cache=True)
+def attention_scores(a, b, out):
+    """out[z, h] = a[z, h] @ b[z, h]^T for a (Z, H, M, K), b (Z, H, N, K), out (Z, H, M, N) float32: the
+    scores Q K^T (a = Q, b = K) or dP = dY V^T (a = dY, b = V), summed as OpenBLAS's small-matrix
+    kernel sums them (`_score_block`); K in SCORE_TERMS, M even, N a multiple of 16, rows contiguous,
+    out not overlapping a or b."""
+    Z, H, M, K = a.shape
+    N = b.shape[2]
+    if b.shape != (Z, H, N, K) or out.shape != (Z, H, M, N):
+        raise ValueError("attention_scores: shapes must be a (Z, H, M, K), b (Z, H, N, K), out (Z, H, M, N)")
+    if K != 32 and K != 64 or M % 2 != 0 or N % LANES != 0:
+        raise ValueError("attention_scores: needs K = 32 or 64, M even and N a multiple of 16")
+    if a.strides[3] != 4 or b.strides[3] != 4 or out.strides[3] != 4:
+        raise ValueError("attention_scores: a's, b's and out's rows must be contiguous")
+    blocks, vectors = N // LANES, K // LANES
+    # one batch row's keys, transposed, in whole 64-byte lines (a vector across two lines costs two loads)
+    n = H * blocks * vectors * LANES * LANES
+    line = np.empty(n + LANES, np.float32)
+    first = (-(line.ctypes.data // 4)) % LANES
+    kt = line[first:first + n].reshape(n // LANES, LANES)
+    for z in range(Z):
+        for jb in range(blocks):                # key rows 16 jb ... of every head: neighbours in memory
+            for h in range(H):
+                for kb in range(vectors):
+                    _transpose16(b[z, h], LANES * jb, LANES * kb, kt, ((h * blocks + jb) * vectors + kb) * LANES)
+        for h in range(H):
+            an, on = a[z, h], out[z, h]
+            for jb in range(0, blocks, 2):
+                slot = (h * blocks + jb) * vectors * LANES
+                two = jb + 1 < blocks
+                for i in range(0, M, 2):
+                    if K == 32 and two:
+                        _scores_32x2(an, kt, on, i, slot, LANES * jb)
+                    elif K == 32:
+                        _scores_32x1(an, kt, on, i, slot, LANES * jb)
+                    elif two:
+                        _scores_64x2(an, kt, on, i, slot, LANES * jb)
+                    else:
+                        _scores_64x1(an, kt, on, i, slot, LANES * jb)
+
+
+def attention_scores_ref(a, b, out):
+    """NumPy twin of `attention_scores`: NumPy's matmul by b's transpose."""
+    np.matmul(a, b.swapaxes(-1, -2), out=out)
+
+
+def scores_matmul(a, b, out=None):
+    """a @ b^T for a (..., M, K), b (..., N, K) with the same leading axes: the scores Q K^T, or dP = dY V^T
+    in the backward. Returns out (..., M, N), a new array if None. `attention_scores` where OpenBLAS
+    would sum the products with its small-matrix kernel for A^T B (float32, M * N <= 1200 and K >= 32:
+    T5's 16-token decoder over itself and over 64 encoder tokens), so the kernel gives NumPy's bits and
+    about twice its speed; NumPy's matmul for everything else (at M * N > 1200 OpenBLAS sums in order
+    of k in its GEMM kernel, which NumPy's own call already is). The kernel also needs K in SCORE_TERMS,
+    M even, N a multiple of 16, contiguous rows and at most two leading axes."""
+    M, K = a.shape[-2:]
+    N = b.shape[-2]
+    lead = a.shape[:-2]
+    if (a.ndim <= 4 and a.dtype == np.float32 and b.dtype == np.float32 and b.shape == lead + (N, K)
+            and K in SCORE_TERMS and M % 2 == 0 and N % LANES == 0 and 0 < M * N <= 1200
+            and a.strides[-1] == 4 and b.strides[-1] == 4
+            and (out is None or (out.dtype == np.float32 and out.shape == lead + (M, N) and out.strides[-1] == 4))):
+        out = np.empty(lead + (M, N), np.float32) if out is None else out
+        attention_scores(_four_axes(a), _four_axes(b), _four_axes(out))
+        return out
+    return np.matmul(a, b.swapaxes(-1, -2), out=out)
