@@ -43,7 +43,7 @@ written whole) and shapes that agree; `visible_matmul`, what attention.py calls,
 and hands anything else to NumPy's matmul.
 
 The scores multiply rows by rows, S[i, j] = sum_d q[i, d] k[j, d], each a dot product of two contiguous
-rows. For small matrices (M * N <= 1200, K >= 32: T5's decoder of 16 tokens over itself and over 64
+rows. For small matrices (M * N <= 1200, K >= 32: e.g. a T5 decoder of 16 tokens over itself or over 64
 encoder tokens) OpenBLAS sums them with its small-matrix kernel for A^T B: 16 partial sums per score
 (one 64-byte vector; partial c adds the terms d = c, c + 16, ... with fused multiply-adds from +0),
 then the 16 added pairwise in order, ((p0 + p1) + (p2 + p3)) + ... -- at about a fifth of its GEMM
@@ -243,9 +243,9 @@ def _transpose16(typingctx, src, r0, c0, dst, slot):
         intp = context.get_value_type(types.intp)
         S, D = (context.make_array(sig.args[n])(context, builder, args[n]) for n in (0, 3))
         r0, c0, slot = (context.cast(builder, args[n], sig.args[n], types.intp) for n in (1, 2, 4))
-        first = _address(builder, S, cgutils.unpack_tuple(builder, S.strides, 2), r0, c0, ir.IntType(8))
-        row_stride = cgutils.unpack_tuple(builder, S.strides, 2)[0]
-        v = [builder.load(builder.bitcast(builder.gep(first, [builder.mul(row_stride, ir.Constant(intp, r))]),
+        strides = cgutils.unpack_tuple(builder, S.strides, 2)
+        first = _address(builder, S, strides, r0, c0, ir.IntType(8))
+        v = [builder.load(builder.bitcast(builder.gep(first, [builder.mul(strides[0], ir.Constant(intp, r))]),
                                           vec.as_pointer()), align=4) for r in range(LANES)]
         zip_lo = ir.Constant(ir.VectorType(i32, LANES), [t // 2 + LANES * (t % 2) for t in range(LANES)])
         zip_hi = ir.Constant(ir.VectorType(i32, LANES), [LANES // 2 + t // 2 + LANES * (t % 2) for t in range(LANES)])
@@ -366,12 +366,12 @@ def attention_scores_ref(a, b, out):
 
 def scores_matmul(a, b, out=None):
     """a @ b^T for a (..., M, K), b (..., N, K) with the same leading axes: the scores Q K^T, or dP = dY V^T
-    in the backward. Returns out (..., M, N), a new array if None. `attention_scores` where OpenBLAS
-    would sum the products with its small-matrix kernel for A^T B (float32, M * N <= 1200 and K >= 32:
-    T5's 16-token decoder over itself and over 64 encoder tokens), so the kernel gives NumPy's bits and
-    about twice its speed; NumPy's matmul for everything else (at M * N > 1200 OpenBLAS sums in order
-    of k in its GEMM kernel, which NumPy's own call already is). The kernel also needs K in SCORE_TERMS,
-    M even, N a multiple of 16, contiguous rows and at most two leading axes."""
+    in the backward. Returns out (..., M, N), a new array if None. The kernel `attention_scores` takes
+    the products OpenBLAS sums with its small-matrix kernel for A^T B (float32, M * N <= 1200 and
+    K >= 32: e.g. a T5 decoder of 16 tokens over itself or over 64 encoder tokens), so that they keep
+    NumPy's bits at about twice its speed, and of those the ones it is built for: K in SCORE_TERMS, M
+    even, N a multiple of 16, contiguous rows, at most two leading axes. NumPy's matmul takes the rest
+    (the larger products OpenBLAS sums in its GEMM kernel, at full speed)."""
     M, K = a.shape[-2:]
     N = b.shape[-2]
     lead = a.shape[:-2]
