@@ -232,7 +232,9 @@ def test_scores_same_bits_as_numpy_at_t5s_shapes(name, monkeypatch):
 def test_scores_matmul_leaves_to_numpy_what_the_kernel_does_not_sum_as_openblas(monkeypatch):
     """Products OpenBLAS sums in its GEMM order (M * N > 1200: the GPT's and BERT's 64 x 64 scores), heads
     of 16, 24 or 48 numbers, float64, an odd number of queries, keys not in blocks of 16, one query,
-    strided rows, more leading axes and arguments that do not fit go to NumPy's matmul."""
+    strided columns, more leading axes, arguments that do not fit, and what NumPy does not hand to
+    OpenBLAS's small-matrix kernel (a @ a^T: syrk; broadcast or overlapping rows: NumPy's own loop) go
+    to NumPy's matmul, as does an out that is read-only or shares memory with a or b."""
     calls = []
     kernel = products.attention_scores
     monkeypatch.setattr(products, "attention_scores", lambda *args: calls.append(1) or kernel(*args))
@@ -241,17 +243,46 @@ def test_scores_matmul_leaves_to_numpy_what_the_kernel_does_not_sum_as_openblas(
     def qk(Tq, Tk, hs, dtype=np.float32):
         return packed(2, Tq, 2, hs, rng).astype(dtype, copy=False), packed(2, Tk, 2, hs, rng, parts=2)
     q, k = qk(16, 64, 32)
+    x = rng.normal(size=(2, 2, 16, 32)).astype(np.float32)
     numpy_cases = [qk(64, 64, 32), qk(16, 64, 16), qk(16, 16, 24), qk(16, 16, 48),
                    (q.astype(np.float64), k.astype(np.float64)), qk(15, 16, 32), qk(16, 40, 32), qk(1, 64, 32),
-                   (packed(2, 16, 2, 64, rng)[..., ::2], k), (q[None], k[None]), (q, k[0])]
+                   (packed(2, 16, 2, 64, rng)[..., ::2], k), (q[None], k[None]), (q, k[0]),
+                   (x, x), (x[0, 0], x[0, 0]),                                  # a @ a^T
+                   (q, np.broadcast_to(k[:, :, :1], k.shape)),                  # one key row, broadcast
+                   (np.lib.stride_tricks.as_strided(x, (2, 2, 16, 32), x.strides[:2] + (64, 4)), k)]  # rows overlap
     for a, b in numpy_cases:
         np.testing.assert_array_equal(products.scores_matmul(a, b), np.matmul(a, b.swapaxes(-1, -2)))
     with pytest.raises(ValueError, match="mismatch"):                       # NumPy's own error
         products.scores_matmul(q[..., :16], k)
+    buffer = rng.normal(size=(2, 2, 16, 96)).astype(np.float32)
+    expected = np.matmul(buffer[..., :32], k.swapaxes(-1, -2))
+    products.scores_matmul(buffer[..., :32], k, out=buffer[..., 32:])      # out overlaps a's memory
+    np.testing.assert_array_equal(buffer[..., 32:], expected)
+    frozen = np.zeros((2, 2, 16, 64), np.float32)
+    frozen.setflags(write=False)
+    with pytest.raises(ValueError, match="read-only"):
+        products.scores_matmul(q, k, out=frozen)
     assert not calls
-    out = np.empty((2, 2, 16, 64), np.float32)
-    assert products.scores_matmul(q, k, out=out) is out and calls
-    np.testing.assert_array_equal(products.scores_matmul(q[0, 0], k[0, 0]), out[0, 0])   # no leading axes
+
+
+def test_scores_matmul_through_the_kernel_equals_numpy_with_any_leading_axes_and_out(monkeypatch):
+    """None, one or two leading axes, a new array or a given out (here heads side by side in rows), a
+    packed q and k of one projection (self-attention): the kernel's result is NumPy's."""
+    calls = []
+    kernel = products.attention_scores
+    monkeypatch.setattr(products, "attention_scores", lambda *args: calls.append(1) or kernel(*args))
+    rng = np.random.default_rng(5)
+    qkv = rng.normal(size=(3, 16, 3, 2, 32)).astype(np.float32).transpose(2, 0, 3, 1, 4)
+    q, k = qkv[0], qkv[1]                                                  # (3, 2, 16, 32) each, one buffer
+    expected = np.matmul(q, k.swapaxes(-1, -2))
+    out = np.empty((3, 16, 2, 16), np.float32).transpose(0, 2, 1, 3)
+    assert products.scores_matmul(q, k, out=out) is out
+    for a, b, result in [(q, k, out), (q, k, products.scores_matmul(q, k)),
+                         (q[0], k[0], products.scores_matmul(q[0], k[0])),
+                         (q[1, 1], k[1, 1], products.scores_matmul(q[1, 1], k[1, 1]))]:
+        np.testing.assert_array_equal(result, np.matmul(a, b.swapaxes(-1, -2)))
+    np.testing.assert_array_equal(out, expected)
+    assert len(calls) == 4
 
 
 def test_attention_scores_refuses_arguments_that_do_not_fit():
@@ -260,9 +291,9 @@ def test_attention_scores_refuses_arguments_that_do_not_fit():
     out = np.empty((2, 2, 16, 64), np.float32)
     with pytest.raises(ValueError, match="shapes"):
         products.attention_scores(q, k[:, :, :48], out)
-    with pytest.raises(ValueError, match="K = 32 or 64"):
+    with pytest.raises(ValueError, match="SCORE_TERMS"):
         products.attention_scores(q[..., :16], k[..., :16], out)
-    with pytest.raises(ValueError, match="K = 32 or 64"):
+    with pytest.raises(ValueError, match="M even"):
         products.attention_scores(q[:, :, :15], k, out[:, :, :15])
     with pytest.raises(ValueError, match="contiguous"):
         products.attention_scores(q, np.asfortranarray(k), out)

@@ -50,8 +50,9 @@ then the 16 added pairwise in order, ((p0 + p1) + (p2 + p3)) + ... -- at about a
 rate, since each score ends in a horizontal sum. `attention_scores` sums them the same way, faster:
 it first transposes each block of 16 keys (`_transpose16`, in registers), so that lane t of a vector
 holds key t; then the 16 partial sums of 16 scores are 16 vectors, fused from broadcast q's, and the
-pairwise sum is 15 whole-vector adds (`_score_block`). Each score's sum is OpenBLAS's, to the bit;
-elsewhere OpenBLAS sums in order of d in its GEMM kernel, and `scores_matmul` leaves those to NumPy.
+pairwise sum is 15 whole-vector adds (`_score_block`). Each score's sum is OpenBLAS's, to the bit (a
+NaN's payload aside: where two NaNs meet in one product, either may survive); elsewhere OpenBLAS sums in
+order of d in its GEMM kernel, and `scores_matmul` leaves those to NumPy.
 """
 
 from __future__ import annotations
@@ -227,6 +228,7 @@ def _four_axes(x):
 # ---- the scores S = Q K^T and dP = dY V^T -------------------------------------------------------
 
 def _float32_matrices(*types_):
+    """Whether Numba's types are all 2-D float32 arrays (what the scores' intrinsics take)."""
     return all(isinstance(t, types.Array) and t.ndim == 2 and t.dtype == types.float32 for t in types_)
 
 
@@ -313,23 +315,24 @@ def _score_block(term_vectors: int, key_blocks: int):
     return block
 
 
-# the kernel's blocks by head size (32, 64) and keys (32, 16: the last block of an odd number)
+# the kernel's blocks by head size (SCORE_TERMS) and keys (32, or 16: the last block of an odd number)
 SCORE_TERMS = (32, 64)
-_scores_32x2, _scores_32x1, _scores_64x2, _scores_64x1 = (_score_block(v, j) for v in (2, 4) for j in (2, 1))
+_scores_32x2, _scores_32x1, _scores_64x2, _scores_64x1 = (_score_block(K // LANES, keys // LANES)
+                                                          for K in SCORE_TERMS for keys in (32, 16))
 
 
 @njit(cache=True)
 def attention_scores(a, b, out):
     """out[z, h] = a[z, h] @ b[z, h]^T for a (Z, H, M, K), b (Z, H, N, K), out (Z, H, M, N) float32: the
-    scores Q K^T (a = Q, b = K) or dP = dY V^T (a = dY, b = V), summed as OpenBLAS's small-matrix
-    kernel sums them (`_score_block`); K in SCORE_TERMS, M even, N a multiple of 16, rows contiguous,
-    out not overlapping a or b."""
+    scores Q K^T (a = Q, b = K) or dP = dY V^T (a = dY, b = V) of small attention matrices (Chapter 9's
+    T5), summed as OpenBLAS's small-matrix kernel sums them (`_score_block`); K in SCORE_TERMS, M even,
+    N a multiple of 16, rows contiguous, out not overlapping a or b."""
     Z, H, M, K = a.shape
     N = b.shape[2]
     if b.shape != (Z, H, N, K) or out.shape != (Z, H, M, N):
         raise ValueError("attention_scores: shapes must be a (Z, H, M, K), b (Z, H, N, K), out (Z, H, M, N)")
-    if K != 32 and K != 64 or M % 2 != 0 or N % LANES != 0:
-        raise ValueError("attention_scores: needs K = 32 or 64, M even and N a multiple of 16")
+    if K not in SCORE_TERMS or M % 2 != 0 or N % LANES != 0:
+        raise ValueError("attention_scores: needs K in SCORE_TERMS (32, 64), M even and N a multiple of 16")
     if a.strides[3] != 4 or b.strides[3] != 4 or out.strides[3] != 4:
         raise ValueError("attention_scores: a's, b's and out's rows must be contiguous")
     blocks, vectors = N // LANES, K // LANES
@@ -366,20 +369,38 @@ def attention_scores_ref(a, b, out):
 
 def scores_matmul(a, b, out=None):
     """a @ b^T for a (..., M, K), b (..., N, K) with the same leading axes: the scores Q K^T, or dP = dY V^T
-    in the backward. Returns out (..., M, N), a new array if None. The kernel `attention_scores` takes
-    the products OpenBLAS sums with its small-matrix kernel for A^T B (float32, M * N <= 1200 and
-    K >= 32: e.g. a T5 decoder of 16 tokens over itself or over 64 encoder tokens), so that they keep
-    NumPy's bits at about twice its speed, and of those the ones it is built for: K in SCORE_TERMS, M
-    even, N a multiple of 16, contiguous rows, at most two leading axes. NumPy's matmul takes the rest
-    (the larger products OpenBLAS sums in its GEMM kernel, at full speed)."""
+    in the backward (Chapter 9's T5, any attention). Returns out (..., M, N), a new array if None. The
+    kernel `attention_scores` takes the products for which NumPy calls OpenBLAS's small-matrix kernel
+    for A^T B (float32, M * N <= 1200 and K >= 32: e.g. a T5 decoder of 16 tokens over itself or over 64
+    encoder tokens), so that they keep NumPy's bits at 1.1-1.6 times its speed there, and of those the
+    ones it is built for: K in SCORE_TERMS, M even, N a multiple of 16, contiguous rows, at most two
+    leading axes. NumPy's matmul takes the rest: the larger products (OpenBLAS's GEMM, at full speed),
+    and those NumPy does not hand to that kernel -- rows that overlap (row strides below K numbers,
+    broadcast rows: NumPy's own loop) or a = b (BLAS's syrk) -- and an out that is read-only or shares
+    memory with a or b."""
     M, K = a.shape[-2:]
     N = b.shape[-2]
     lead = a.shape[:-2]
     if (a.ndim <= 4 and a.dtype == np.float32 and b.dtype == np.float32 and b.shape == lead + (N, K)
             and K in SCORE_TERMS and M % 2 == 0 and N % LANES == 0 and 0 < M * N <= 1200
-            and a.strides[-1] == 4 and b.strides[-1] == 4
-            and (out is None or (out.dtype == np.float32 and out.shape == lead + (M, N) and out.strides[-1] == 4))):
+            and a.strides[-1] == 4 and b.strides[-1] == 4 and a.strides[-2] >= 4 * K and b.strides[-2] >= 4 * K
+            and not _same_matrices(a, b)
+            and (out is None or (out.dtype == np.float32 and out.shape == lead + (M, N) and out.strides[-1] == 4
+                                 and out.flags.writeable
+                                 and not np.may_share_memory(out, a) and not np.may_share_memory(out, b)))):
         out = np.empty(lead + (M, N), np.float32) if out is None else out
         attention_scores(_four_axes(a), _four_axes(b), _four_axes(out))
         return out
     return np.matmul(a, b.swapaxes(-1, -2), out=out)
+
+
+def _same_matrices(a, b) -> bool:
+    """Whether some matrix of a may be the same memory, with the same strides, as b's (NumPy then calls
+    BLAS's syrk for a @ a^T, which sums in another order): exactly, when both step through their
+    matrices alike (then only a common start makes them meet); conservatively otherwise. q and k,
+    slices of one packed projection, are not."""
+    if a.strides[-2:] != b.strides[-2:]:
+        return False
+    if a.strides[:-2] == b.strides[:-2]:
+        return a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    return np.may_share_memory(a, b)
