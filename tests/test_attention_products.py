@@ -151,9 +151,19 @@ def test_visible_matmul_leaves_to_numpy_what_openblas_sums_in_other_orders(monke
                    (P, v[..., ::2], causal, lengths),      # rows not contiguous: no vector loads
                    (P[None], v[None], causal, lengths),    # a leading axis more than (B, nh)
                    (P, v[0], causal, lengths),             # b broadcast over the batch
-                   (P, v, causal, lengths[:3])]            # key_lengths of the wrong size
+                   (P, v, causal, lengths[:3]),            # key_lengths of the wrong size
+                   (P, np.broadcast_to(v[:, :, :1], v.shape), causal, lengths),   # NumPy's own loop: one
+                   (np.tile(P, 2)[..., ::2], v, causal, lengths)]                 # row broadcast, or a strided
     for a, b, is_causal, key_lengths in numpy_cases:
         np.testing.assert_array_equal(products.visible_matmul(a, b, is_causal, key_lengths), np.matmul(a, b))
+    buffer = np.concatenate([P, np.zeros(P.shape[:-1] + (64,), np.float32)], axis=-1)
+    expected = np.matmul(P, v)
+    products.visible_matmul(buffer[..., :P.shape[-1]], v, causal, lengths, out=buffer[..., -64:])  # out shares a's
+    np.testing.assert_array_equal(buffer[..., -64:], expected)                                     # memory
+    frozen = np.zeros(expected.shape, np.float32)
+    frozen.setflags(write=False)
+    with pytest.raises(ValueError, match="read-only"):
+        products.visible_matmul(P, v, causal, lengths, out=frozen)
     assert not calls
     products.visible_matmul(P, v, causal, lengths)
     assert calls

@@ -205,19 +205,35 @@ def visible_matmul(a, b, causal: bool, key_lengths, transposed: bool = False, ou
     not a single row (a decoding step's one query: NumPy hands a one-row product to BLAS's
     matrix-vector routine, which sums in another order), nor rows whose width W is not a multiple of 16
     numbers, nor sums of more than MAX_TERMS terms (OpenBLAS's kernels sum those in other orders too:
-    measured, tests/test_attention_products.py)."""
+    measured, tests/test_attention_products.py), nor matrices NumPy sums in its own loop (`_blas_matrix`),
+    nor an out it may not write (`_free_out`)."""
     M, K = a.shape[-2:]
     W = b.shape[-1]
     lead = a.shape[:-2]
     item = a.itemsize
     if (a.ndim <= 4 and a.dtype.char in "fd" and b.dtype == a.dtype and b.shape == lead + (K, W)
             and b.strides[-1] == item and key_lengths.shape == (math.prod(lead),)
-            and M > 1 and W % 16 == 0 and K <= MAX_TERMS
-            and (out is None or (out.dtype == a.dtype and out.shape == lead + (M, W) and out.strides[-1] == item))):
+            and M > 1 and W % 16 == 0 and K <= MAX_TERMS and _blas_matrix(a) and _blas_matrix(b)
+            and (out is None or (out.dtype == a.dtype and out.shape == lead + (M, W) and out.strides[-1] == item
+                                 and _free_out(out, a, b)))):
         out = np.empty(lead + (M, W), a.dtype) if out is None else out
         attention_matmul(_four_axes(a), _four_axes(b), causal, key_lengths, transposed, _four_axes(out))
         return out
     return np.matmul(a, b, out=out)
+
+
+def _blas_matrix(x) -> bool:
+    """Whether NumPy's matmul hands the matrices x (..., m, n) to BLAS: rows (or columns) contiguous and at
+    least a row (a column) apart. It sums others (broadcast or overlapping rows) in its own loop, in
+    another order than OpenBLAS's and the kernels'."""
+    (s0, s1), (m, n), i = x.strides[-2:], x.shape[-2:], x.itemsize
+    return (s1 == i and s0 >= n * i) or (s0 == i and s1 >= m * i)
+
+
+def _free_out(out, *inputs) -> bool:
+    """Whether a kernel may write into out: writeable and sharing no memory with its inputs (NumPy's
+    matmul buffers such an out; a kernel would read what it has already written)."""
+    return out.flags.writeable and not any(np.may_share_memory(out, x) for x in inputs)
 
 
 def _four_axes(x):
@@ -383,11 +399,10 @@ def scores_matmul(a, b, out=None):
     lead = a.shape[:-2]
     if (a.ndim <= 4 and a.dtype == np.float32 and b.dtype == np.float32 and b.shape == lead + (N, K)
             and K in SCORE_TERMS and M % 2 == 0 and N % LANES == 0 and 0 < M * N <= 1200
-            and a.strides[-1] == 4 and b.strides[-1] == 4 and a.strides[-2] >= 4 * K and b.strides[-2] >= 4 * K
+            and a.strides[-1] == 4 and b.strides[-1] == 4 and _blas_matrix(a) and _blas_matrix(b)
             and not _same_matrices(a, b)
             and (out is None or (out.dtype == np.float32 and out.shape == lead + (M, N) and out.strides[-1] == 4
-                                 and out.flags.writeable
-                                 and not np.may_share_memory(out, a) and not np.may_share_memory(out, b)))):
+                                 and _free_out(out, a, b)))):
         out = np.empty(lead + (M, N), np.float32) if out is None else out
         attention_scores(_four_axes(a), _four_axes(b), _four_axes(out))
         return out
