@@ -308,4 +308,4 @@ def test_attention_scores_refuses_arguments_that_do_not_fit():
     with pytest.raises(ValueError, match="contiguous"):
         products.attention_scores(q, np.asfortranarray(k), out)
     with pytest.raises(Exception, match="(?i)typ"):         # Numba's typing error: float32 only
-        products.attention_scores(q.astype(np.float64), k.astype(np.float64), out.astype(np.float64))
+        products.attention_scores(q.astype(np.float64), k.astype(np.float64), np.zeros(out.shape))
