@@ -30,6 +30,21 @@ def _seed(*case) -> int:
     return zlib.crc32(repr(case).encode())
 
 
+def kernel_calls(monkeypatch, name: str) -> list:
+    """Records each call of products.<name> (the kernel still runs): empty if the dispatcher never used it."""
+    calls = []
+    kernel = getattr(products, name)
+    monkeypatch.setattr(products, name, lambda *args: calls.append(args) or kernel(*args))
+    return calls
+
+
+def packed(B, T, nh, hs, rng, parts=3, part=0):
+    """One of `parts` (B, nh, T, hs) views of a packed (B, T, parts * nh * hs) projection, as attention
+    slices q, k, v (or k, v of cross-attention) out of c_attn's output: rows parts * nh * hs numbers apart."""
+    x = rng.normal(size=(B, T, parts * nh * hs)).astype(np.float32)
+    return x.reshape(B, T, parts, nh, hs).transpose(2, 0, 3, 1, 4)[part]
+
+
 def weights(kind, hs, dtype, nh=2, seed=0):
     """Attention weights P and their gradient dS (B, nh, Tq, Tk) from the softmax kernels (both 0 where
     a query does not see a key; dS of either sign), key_lengths (B * nh,), and the right-hand sides of
@@ -118,9 +133,8 @@ def test_same_bits_as_numpy_where_openblas_sums_in_order(name):
     kernels.attention_softmax_backward(P, rng.normal(size=P.shape).astype(np.float32), np.float32(0.2), causal,
                                        lengths, dS)
     P, dS = P.reshape(B, nh, Tq, Tk), dS.reshape(B, nh, Tq, Tk)
-    kv = rng.normal(size=(B, Tk, 3 * nh * hs)).astype(np.float32).reshape(B, Tk, 3, nh, hs)
-    v = kv.transpose(2, 0, 3, 1, 4)[2]                                        # a view, rows 3C apart
-    dy = rng.normal(size=(B, Tq, nh, hs)).astype(np.float32).transpose(0, 2, 1, 3)
+    v = packed(B, Tk, nh, hs, rng, part=2)                                   # a view, rows 3C apart
+    dy = packed(B, Tq, nh, hs, rng, parts=1)
     for a, b, transposed in [(P, v, False), (dS.swapaxes(-1, -2), dy, True)]:
         kernel = a.shape[-1] <= products.MAX_TERMS and hs % 16 == 0
         if kernel and not np.array_equal(np.matmul(a, b), in_order_fma(a, b)):
@@ -135,9 +149,7 @@ def test_visible_matmul_leaves_to_numpy_what_openblas_sums_in_other_orders(monke
     """A one-query step, rows of 24 numbers, sums of over MAX_TERMS terms (each summed in another order
     than the kernel's by this machine's OpenBLAS at these sizes), strided rows, more leading axes and
     arguments that do not fit each other go to NumPy's matmul; the chapters' products to the kernel."""
-    calls = []
-    kernel = products.attention_matmul
-    monkeypatch.setattr(products, "attention_matmul", lambda *args: calls.append(1) or kernel(*args))
+    calls = kernel_calls(monkeypatch, "attention_matmul")
     causal, P, _, lengths, v, _ = weights("causal", 64, np.float32)
     P64 = np.tril(np.random.default_rng(1).random((3, 2, 64, 64), dtype=np.float32))
     v64 = np.random.default_rng(2).normal(size=(3, 2, 64, 64)).astype(np.float32)
@@ -182,13 +194,6 @@ def test_attention_matmul_refuses_arguments_that_do_not_fit():
 
 # ---- the scores S = Q K^T and dP = dY V^T ------------------------------------------------------------
 
-def packed(B, T, nh, hs, rng, parts=3, part=0):
-    """One of `parts` (B, nh, T, hs) views of a packed (B, T, parts * nh * hs) projection, as attention
-    slices q, k, v (or k, v of cross-attention) out of c_attn's output: rows parts * nh * hs numbers apart."""
-    x = rng.normal(size=(B, T, parts * nh * hs)).astype(np.float32)
-    return x.reshape(B, T, parts, nh, hs).transpose(2, 0, 3, 1, 4)[part]
-
-
 def small_kernel_sum(a, b):
     """a @ b^T as attention_scores promises to sum it (OpenBLAS's small-matrix kernel for A^T B):
     partial c = the fused sum of the terms k = c, c + 16, ... in order from +0, then the 16 partials
@@ -227,9 +232,7 @@ def test_scores_same_bits_as_numpy_at_t5s_shapes(name, monkeypatch):
     rng = np.random.default_rng(_seed("scores", name))
     q, dy = packed(B, Tq, nh, hs, rng), packed(B, Tq, nh, hs, rng, parts=1)
     k, v = packed(B, Tk, nh, hs, rng, parts=2), packed(B, Tk, nh, hs, rng, parts=2, part=1)
-    calls = []
-    kernel = products.attention_scores
-    monkeypatch.setattr(products, "attention_scores", lambda *args: calls.append(1) or kernel(*args))
+    calls = kernel_calls(monkeypatch, "attention_scores")
     for a, b in [(q, k), (dy, v)]:
         expected = np.matmul(a, b.swapaxes(-1, -2))
         if not np.array_equal(expected, small_kernel_sum(a, b)):
@@ -245,9 +248,7 @@ def test_scores_matmul_leaves_to_numpy_what_the_kernel_does_not_sum_as_openblas(
     strided columns, more leading axes, arguments that do not fit, and what NumPy does not hand to
     OpenBLAS's small-matrix kernel (a @ a^T: syrk; broadcast or overlapping rows: NumPy's own loop) go
     to NumPy's matmul, as does an out that is read-only or shares memory with a or b."""
-    calls = []
-    kernel = products.attention_scores
-    monkeypatch.setattr(products, "attention_scores", lambda *args: calls.append(1) or kernel(*args))
+    calls = kernel_calls(monkeypatch, "attention_scores")
     rng = np.random.default_rng(3)
 
     def qk(Tq, Tk, hs, dtype=np.float32):
@@ -278,9 +279,7 @@ def test_scores_matmul_leaves_to_numpy_what_the_kernel_does_not_sum_as_openblas(
 def test_scores_matmul_through_the_kernel_equals_numpy_with_any_leading_axes_and_out(monkeypatch):
     """None, one or two leading axes, a new array or a given out (here heads side by side in rows), a
     packed q and k of one projection (self-attention): the kernel's result is NumPy's."""
-    calls = []
-    kernel = products.attention_scores
-    monkeypatch.setattr(products, "attention_scores", lambda *args: calls.append(1) or kernel(*args))
+    calls = kernel_calls(monkeypatch, "attention_scores")
     rng = np.random.default_rng(5)
     qkv = rng.normal(size=(3, 16, 3, 2, 32)).astype(np.float32).transpose(2, 0, 3, 1, 4)
     q, k = qkv[0], qkv[1]                                                  # (3, 2, 16, 32) each, one buffer
